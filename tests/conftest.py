@@ -1,0 +1,56 @@
+"""Shared fixtures: sample charts with ground truth, a real tool server over HTTP, the real-charts folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from thinkimg.config import ToolsConfig
+from thinkimg.data.render import RenderedChart, render_bar_chart, render_panel_figure
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def real_charts_dir() -> Path | None:
+    """../shared/data/real_charts beside the repository (or $THINKIMG_REAL_CHARTS); None when absent."""
+    env = os.environ.get("THINKIMG_REAL_CHARTS")
+    candidates = [Path(env)] if env else []
+    candidates += [REPO.parent / "shared" / "data" / "real_charts", REPO.parents[1] / "shared" / "data" / "real_charts"]
+    for path in candidates:
+        if (path / "questions.json").exists() or (path / "images").is_dir():
+            return path
+    return None
+
+
+@pytest.fixture(scope="session")
+def bar_chart() -> RenderedChart:
+    """A vertical bar chart with value labels, a title and an axis label."""
+    return render_bar_chart({"2019": 41.0, "2020": 27.5, "2021": 58.0, "2022": 63.0}, title="Online sales",
+                            ylabel="Million USD")
+
+
+@pytest.fixture(scope="session")
+def panel_figure() -> RenderedChart:
+    """A 2x2 figure of titled bar charts."""
+    return render_panel_figure([("Revenue", {"Q1": 12, "Q2": 18}), ("Costs", {"Q1": 9, "Q2": 7}),
+                                ("Profit", {"Q1": 3, "Q2": 11}), ("Staff", {"Q1": 40, "Q2": 44})])
+
+
+@pytest.fixture(scope="session")
+def tool_server():
+    """The real tool server (all tools, default config) as a subprocess on a free 127.0.0.1 port."""
+    from thinkimg.server.launcher import ToolServer
+
+    with ToolServer(ToolsConfig()) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def http_client(tool_server):
+    """An HTTPToolClient connected to the session's tool server."""
+    from thinkimg.server.client import HTTPToolClient
+
+    with HTTPToolClient(tool_server.url) as client:
+        yield client

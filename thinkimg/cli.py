@@ -1,0 +1,194 @@
+"""The ``thinkimg`` command. Sub-commands import their heavy dependencies only when they run."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="ThinkIMG: teach vision-language models to think with images.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+tools_app = typer.Typer(help="The vision tools and the tool server.", no_args_is_help=True)
+app.add_typer(tools_app, name="tools")
+
+DEFAULT_TOOLS_CONFIG = Path("configs/tools.yaml")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _tools_config(path: Optional[Path]):
+    from thinkimg.config import ConfigError, ToolsConfig, load_yaml
+
+    if path is None:
+        if not DEFAULT_TOOLS_CONFIG.exists():
+            return ToolsConfig()
+        path = DEFAULT_TOOLS_CONFIG
+    try:
+        return load_yaml(path, ToolsConfig)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+@tools_app.command("serve")
+def tools_serve(
+    config: Optional[Path] = typer.Option(None, help="Tools config YAML (default: configs/tools.yaml if present)."),
+    host: Optional[str] = typer.Option(None, help="Interface to bind (default from config: 127.0.0.1)."),
+    port: Optional[int] = typer.Option(None, help="Port (default from config: 8765)."),
+    fd: Optional[int] = typer.Option(None, hidden=True, help="Serve on an already bound socket (the launcher's)."),
+) -> None:
+    """Run the tool server until interrupted."""
+    import socket
+
+    import uvicorn
+
+    from thinkimg.server.app import create_app
+
+    cfg = _tools_config(config)
+    if host is not None:
+        cfg.server.host = host
+    if port is not None:
+        cfg.server.port = port
+    try:
+        application = create_app(cfg)
+    except (ValueError, ImportError) as exc:
+        _fail(str(exc))
+    uv_config = uvicorn.Config(application, log_level=cfg.server.log_level, access_log=False,
+                               host=cfg.server.host, port=cfg.server.port, timeout_keep_alive=30)
+    server = uvicorn.Server(uv_config)
+    if fd is not None:
+        server.run(sockets=[socket.socket(fileno=fd)])
+    else:
+        typer.echo(f"ThinkIMG tool server on http://{cfg.server.host}:{cfg.server.port} "
+                   f"({len(application.state.service.tools)} tools)", err=True)
+        server.run()
+
+
+@tools_app.command("list")
+def tools_list(config: Optional[Path] = typer.Option(None, help="Tools config YAML.")) -> None:
+    """Print each tool with its arguments."""
+    from thinkimg.tools import REGISTRY
+
+    cfg = _tools_config(config)
+    for spec in REGISTRY.specs(cfg.tools):
+        params = spec["parameters"].get("properties", {})
+        args = ", ".join(f"{k}: {v.get('type', 'any')}" for k, v in params.items())
+        typer.echo(f"{spec['name']}({args})\n    {spec['description']}")
+
+
+@tools_app.command("call")
+def tools_call(
+    name: str = typer.Argument(..., help="Tool name, e.g. OCR."),
+    image: Path = typer.Argument(..., help="Image file (PNG/JPEG)."),
+    args: str = typer.Option("{}", "--args", help="Tool arguments as a JSON object."),
+    out: Path = typer.Option(Path("artifacts/tool_outputs"), help="Folder for output images."),
+    server: Optional[str] = typer.Option(None, help="Tool server URL; default: run in-process."),
+    config: Optional[Path] = typer.Option(None, help="Tools config YAML (in-process only)."),
+) -> None:
+    """Call one tool on an image file and print its result as JSON."""
+    from thinkimg.images import ImageError, load_image
+    from thinkimg.tools import InProcessToolClient, ToolError
+
+    try:
+        arguments = json.loads(args)
+    except json.JSONDecodeError as exc:
+        _fail(f"--args is not valid JSON: {exc}")
+    if not isinstance(arguments, dict):
+        _fail("--args must be a JSON object, e.g. '{\"y\": 120}'")
+    try:
+        img = load_image(image)
+    except ImageError as exc:
+        _fail(str(exc))
+    if server:
+        from thinkimg.server.client import HTTPToolClient
+
+        client = HTTPToolClient(server)
+    else:
+        client = InProcessToolClient(_tools_config(config))
+    try:
+        with client:
+            result = client.call(name, img, arguments)
+    except ToolError as exc:
+        _fail(exc.message)
+    saved = []
+    for i, out_img in enumerate(result.images):
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"{image.stem}.{name}.{i}.png"
+        out_img.save(path)
+        saved.append(str(path))
+    typer.echo(json.dumps({"tool": name, "text": result.text, "data": result.data, "images": saved}, indent=2))
+
+
+@tools_app.command("demo")
+def tools_demo(
+    config: Optional[Path] = typer.Option(None, help="Tools config YAML."),
+    out: Path = typer.Option(Path("artifacts/demo"), help="Folder for the sample charts and tool outputs."),
+) -> None:
+    """Start the tool server, call every tool on sample charts over HTTP, print the results, stop."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from thinkimg.data.render import render_bar_chart, render_panel_figure
+    from thinkimg.server.client import HTTPToolClient
+    from thinkimg.server.launcher import ToolServer
+    from thinkimg.tools import ToolError
+
+    cfg = _tools_config(config)
+    out.mkdir(parents=True, exist_ok=True)
+    chart = render_bar_chart({"2019": 41.0, "2020": 27.5, "2021": 58.0, "2022": 63.0}, title="Online sales",
+                             ylabel="Million USD")
+    panels = render_panel_figure([("Revenue", {"Q1": 12, "Q2": 18}), ("Costs", {"Q1": 9, "Q2": 7}),
+                                  ("Profit", {"Q1": 3, "Q2": 11}), ("Staff", {"Q1": 40, "Q2": 44})])
+    chart.image.save(out / "sample_bar.png")
+    panels.image.save(out / "sample_panels.png")
+    bar = chart.boxes["bars"]["2021"]
+    calls = [
+        ("OCR", chart.image, {}),
+        ("Point", chart.image, {"description": "the bar for 2021"}),
+        ("SegmentRegionAroundPoint", chart.image, {"x": (bar[0] + bar[2]) // 2, "y": (bar[1] + bar[3]) // 2}),
+        ("DrawHorizontalLineByY", chart.image, {"y": bar[1]}),
+        ("DrawVerticalLineByX", chart.image, {"x": (bar[0] + bar[2]) // 2}),
+        ("Crop", chart.image, {"box": [bar[0] - 20, bar[1] - 30, bar[2] + 20, bar[3] + 20]}),
+        ("ZoomInSubfigure", panels.image, {"description": "Profit"}),
+    ]
+    console = Console()
+    table = Table(title="ThinkIMG tools on sample charts (over HTTP)")
+    for col in ("tool", "arguments", "result", "output", "ms"):
+        table.add_column(col, overflow="fold")
+    failures = 0
+    with ToolServer(cfg) as server, HTTPToolClient(server.url) as client:
+        console.print(f"tool server up at {server.url}")
+        for name, img, arguments in calls:
+            start = time.perf_counter()
+            try:
+                result = client.call(name, img, arguments)
+            except ToolError as exc:
+                failures += 1
+                table.add_row(name, json.dumps(arguments), f"[red]{exc.message}[/red]", "-", "-")
+                continue
+            ms = (time.perf_counter() - start) * 1000
+            outputs = []
+            for i, out_img in enumerate(result.images):
+                path = out / f"{name}.{i}.png"
+                out_img.save(path)
+                outputs.append(f"{path} {out_img.width}x{out_img.height}")
+            text = result.text if len(result.text) < 300 else result.text[:297] + "..."
+            table.add_row(name, json.dumps(arguments), text, "\n".join(outputs) or "-", f"{ms:.0f}")
+    console.print(table)
+    console.print("tool server stopped")
+    if failures:
+        _fail(f"{failures} tool call(s) failed", code=1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
