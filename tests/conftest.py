@@ -19,9 +19,19 @@ def real_charts_dir() -> Path | None:
     candidates = [Path(env)] if env else []
     candidates += [REPO.parent / "shared" / "data" / "real_charts", REPO.parents[1] / "shared" / "data" / "real_charts"]
     for path in candidates:
-        if (path / "questions.json").exists() or (path / "images").is_dir():
+        if (path / "images").is_dir() and (path / "bboxes").is_dir():
             return path
     return None
+
+
+@pytest.fixture(scope="session")
+def real_charts() -> Path:
+    """The real Pew charts folder (images/, bboxes/); the test is skipped, saying why, when it is absent."""
+    path = real_charts_dir()
+    if path is None:
+        pytest.skip("real charts not found: expected ../shared/data/real_charts beside the repository "
+                    "(or set THINKIMG_REAL_CHARTS to that folder)")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -167,6 +167,7 @@ class _Gate(Tool):
 
 def test_timeout_gives_504_and_busy_gives_503_and_the_server_recovers(bar_chart):
     cfg = ToolsConfig(limits=LimitsConfig(call_timeout_s=0.2, max_queue=1))
+    cfg.server.workers = 1  # one worker: once a no-op job has run on it, the gate's slot is released
     app = create_app(cfg, tools={"Gate": _Gate(ToolContext(cfg))}, warm_up=False)
     _Gate.gate.clear()
     body = {"arguments": {}, "image": png_base64(bar_chart.image)}

@@ -157,7 +157,7 @@ def tools_demo(
         ("Crop", chart.image, {"box": [bar[0] - 20, bar[1] - 30, bar[2] + 20, bar[3] + 20]}),
         ("ZoomInSubfigure", panels.image, {"description": "Profit"}),
     ]
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=160)
     table = Table(title="ThinkIMG tools on sample charts (over HTTP)")
     for col in ("tool", "arguments", "result", "output", "ms"):
         table.add_column(col, overflow="fold")

@@ -11,11 +11,14 @@ import base64
 import binascii
 import hashlib
 import io
+import struct
 import threading
 import warnings
+import zlib
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 #: Default cap on decoded pixels (width * height): 36 MP, e.g. 6000 x 6000.
@@ -123,11 +126,36 @@ def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
     return decode_image(data, field=str(path), max_pixels=max_pixels)
 
 
+#: PIL modes that :func:`encode_png` writes itself (8 bits per sample) -> PNG colour type.
+_PNG_COLOR_TYPES = {"L": 0, "RGB": 2, "LA": 4, "RGBA": 6}
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
 def encode_png(img: Image.Image) -> bytes:
-    """Encode an image as lossless PNG bytes (fast compression; outputs are transient)."""
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+    """Encode an image as lossless PNG bytes, fast (outputs are transient; every PNG decoder reads them).
+
+    8-bit L/LA/RGB/RGBA images are written here: each row with PNG's "Up" filter (one vectorised difference
+    with the row above) and zlib level 1. For charts that is about 2x faster to encode and 25% faster to decode
+    than Pillow's per-row adaptive filter choice, at about the same size. Other modes, and images carrying a
+    transparency colour or an ICC profile, go through Pillow.
+    """
+    color_type = _PNG_COLOR_TYPES.get(img.mode)
+    if color_type is None or "transparency" in img.info or "icc_profile" in img.info:
+        buf = io.BytesIO()
+        img.save(buf, format="PNG", compress_level=1)
+        return buf.getvalue()
+    width, height = img.size
+    raw = np.frombuffer(img.tobytes(), dtype=np.uint8).reshape(height, -1)
+    rows = np.empty((height, raw.shape[1] + 1), dtype=np.uint8)
+    rows[:, 0] = 2  # filter type Up: each byte minus the byte above it (mod 256); the row above row 0 is zeros
+    rows[0, 1:] = raw[0]
+    np.subtract(raw[1:], raw[:-1], out=rows[1:, 1:])
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
+    return b"".join((b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", ihdr), _png_chunk(b"IDAT", zlib.compress(rows, 1)),
+                     _png_chunk(b"IEND", b"")))
 
 
 def png_base64(img: Image.Image) -> str:

@@ -70,10 +70,13 @@ def _collect(fig, ax, drawn: dict, height: int, *, horizontal: bool) -> dict[str
         boxes["bars"][cat] = _bbox_to_pixels(patch.get_window_extent(renderer), height)
     for cat, txt in zip(drawn["cats"], drawn["values"]):
         boxes["values"][cat] = _bbox_to_pixels(txt.get_window_extent(renderer), height)
-    for kind, labels in (("xticks", ax.get_xticklabels()), ("yticks", ax.get_yticklabels())):
-        for lab in labels:
+    for kind, axis in (("xticks", ax.xaxis), ("yticks", ax.yaxis)):
+        # Tick labels outside the view interval are returned by matplotlib but never drawn: leave them out.
+        lo, hi = sorted(axis.get_view_interval())
+        eps = (hi - lo) * 1e-9
+        for loc, lab in zip(axis.get_majorticklocs(), axis.get_ticklabels()):
             text = lab.get_text()
-            if text and lab.get_visible():
+            if text and lab.get_visible() and lo - eps <= loc <= hi + eps:
                 bb = lab.get_window_extent(renderer)
                 if bb.width > 0 and 0 <= bb.x0 and bb.y0 >= 0:
                     boxes[kind][text] = _bbox_to_pixels(bb, height)

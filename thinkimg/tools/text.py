@@ -1,0 +1,504 @@
+"""OCR and Point: the chart's text with pixel boxes, and the pixel point of a described element.
+
+Point matches the description against the OCR lines (exact, then containment, then fuzzy) and answers with the
+centre of the matched text. "The bar for X" walks from the label X into the plot (up from an x tick label, right
+from a y tick label) to the first bar-like region and answers with that bar's centre.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from pydantic import Field, field_validator
+
+from thinkimg.tools.base import Tool, ToolArgs, ToolError, ToolResult
+from thinkimg.tools.ocr.base import TextLine
+from thinkimg.tools.registry import register_tool
+from thinkimg.tools.segment import Region, as_rgb_array, background_color, region_around
+
+Box = tuple[int, int, int, int]
+
+#: Longest description Point accepts.
+MAX_DESCRIPTION = 200
+#: Lowest fuzzy similarity (difflib ratio) that still counts as a match.
+FUZZY_MIN = 0.75
+
+
+# --------------------------------------------------------------------------------------------------------------
+# OCR
+
+
+@register_tool
+class OCR(Tool):
+    name = "OCR"
+    description = (
+        "Read the text of the image: one line per text line in reading order, each with its pixel box "
+        "[x1, y1, x2, y2] (tick labels, values, titles, legend entries)."
+    )
+    Args = ToolArgs
+
+    def run(self, image: Image.Image, args: ToolArgs) -> ToolResult:
+        lines = self.context.ocr(image)
+        text = "\n".join(format_line(ln) for ln in lines) if lines else f"No text found in {args.image}."
+        return ToolResult(
+            text=text,
+            data={"lines": [ln.to_dict() for ln in lines], "width": image.width, "height": image.height},
+        )
+
+
+def format_line(line: TextLine) -> str:
+    """``"Apples" [118, 451, 166, 465]``: the text as a JSON string, then its pixel box."""
+    x0, y0, x1, y1 = line.box
+    return f"{json.dumps(line.text, ensure_ascii=False)} [{x0}, {y0}, {x1}, {y1}]"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Text normalisation and matching
+
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2212": "-", "\u2013": "-"})
+#: Words that describe *what kind* of element is meant, not its text; stripped from both ends of a description.
+_FILLER = re.compile(
+    r"^(?:the|a|an|this|that|of|for|named|called|labeled|labelled|saying|reading|with|text|word|words|label|labels|"
+    r"tick|ticks|legend|entry|entries|item|key|axis|x|y|horizontal|vertical|category|categories|data|value|values|"
+    r"number|title|chart|plot|graph|figure|heading|header|caption|in|on|at|point|to|element|marker)$"
+)
+
+
+def normalize(text: str) -> str:
+    """Lowercase, unify quotes and dashes, drop apostrophes, thousands separators, currency and percent signs and
+    punctuation (a dot stays inside numbers), collapse whitespace."""
+    text = unicodedata.normalize("NFKC", text).translate(_QUOTES).lower()
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 32,308 -> 32308
+    text = text.replace("'", "")  # Don't -> dont, Iran's -> irans
+    text = re.sub(r"-(?!\d)|(?<=\w)-", " ", text)  # a hyphen separates words ("y-axis", "Dial-up"); "-5" stays
+    text = re.sub(r"[^\w.\-]+", " ", text).replace("_", " ")
+    tokens = []
+    for tok in text.split():
+        tok = tok.strip(".")
+        if tok and tok != "-":
+            tokens.append(tok)
+    return " ".join(tokens)
+
+
+def strip_filler(norm: str) -> str:
+    """Drop element-kind words ("the", "tick label", "legend entry", "x-axis title", ...) from both ends."""
+    tokens = norm.split()
+    while tokens and _FILLER.match(tokens[0]):
+        tokens.pop(0)
+    while tokens and _FILLER.match(tokens[-1]):
+        tokens.pop()
+    return " ".join(tokens)
+
+
+def _is_number(token: str) -> bool:
+    return bool(re.fullmatch(r"-?\d+(?:\.\d+)?", token))
+
+
+def _sub_index(needle: list[str], hay: list[str]) -> int:
+    """Start of ``needle`` as a contiguous token run in ``hay``, or -1."""
+    n = len(needle)
+    for i in range(len(hay) - n + 1):
+        if hay[i : i + n] == needle:
+            return i
+    return -1
+
+
+@dataclass
+class Match:
+    """An OCR line matched to a description: its score and the (sub-)box of the matched text."""
+
+    line: TextLine
+    score: float
+    box: Box
+
+
+def _sub_box(line: TextLine, norm_line: str, start_tok: int, n_tok: int) -> Box:
+    """The part of a horizontal line's box holding tokens ``start_tok .. start_tok + n_tok`` (by character share)."""
+    x0, y0, x1, y1 = line.box
+    tokens = norm_line.split()
+    if n_tok == len(tokens) or (x1 - x0) < (y1 - y0):
+        return line.box
+    before = len(" ".join(tokens[:start_tok])) + (1 if start_tok else 0)
+    span = len(" ".join(tokens[start_tok : start_tok + n_tok]))
+    total = max(1, len(norm_line))
+    sx0 = x0 + int(round((x1 - x0) * before / total))
+    sx1 = x0 + int(round((x1 - x0) * (before + span) / total))
+    return sx0, y0, max(sx0 + 1, sx1), y1
+
+
+def score_line(target: str, line: TextLine, norm_line: str, *, loose: bool = True) -> tuple[float, Box]:
+    """How well ``line`` matches the normalised ``target``: 1 exact, ~0.9 the target inside the line, and when
+    ``loose``: ~0.75 the line inside the target, ``0.7 * ratio`` fuzzy (only when both hold the same numbers);
+    else 0. Returns the score and the box of the matched text."""
+    if not target or not norm_line:
+        return 0.0, line.box
+    if target == norm_line:
+        return 1.0, line.box
+    t_tok, l_tok = target.split(), norm_line.split()
+    i = _sub_index(t_tok, l_tok)
+    if i >= 0:
+        return 0.85 + 0.1 * len(target) / len(norm_line), _sub_box(line, norm_line, i, len(t_tok))
+    if not loose:
+        return 0.0, line.box
+    if len(norm_line) >= 3 and _sub_index(l_tok, t_tok) >= 0 and not all(_is_number(t) for t in l_tok):
+        return 0.7 + 0.1 * len(norm_line) / len(target), line.box
+    # Fuzzy matching never applies to numbers: "41" must not match "40", nor "2019 sales" match "2018 sales".
+    t_num = [t for t in t_tok if _is_number(t)]
+    if len(t_num) == len(t_tok) or t_num != [t for t in l_tok if _is_number(t)]:
+        return 0.0, line.box
+    ratio = difflib.SequenceMatcher(None, target, norm_line, autojunk=False).ratio()
+    return (0.7 * ratio, line.box) if ratio >= FUZZY_MIN else (0.0, line.box)
+
+
+def best_matches(targets: list[str], lines: list[TextLine], loose: int = 1) -> list[Match]:
+    """All lines that share the best score over ``targets`` (several equally good matches are all returned);
+    only the first ``loose`` targets may match loosely (partly or fuzzily), the others must be found whole."""
+    scored: list[Match] = []
+    for line in lines:
+        norm_line = normalize(line.text)
+        best = (0.0, line.box)
+        for k, target in enumerate(targets):
+            s = score_line(target, line, norm_line, loose=k < loose)
+            if s[0] > best[0]:
+                best = s
+        if best[0] > 0:
+            scored.append(Match(line, best[0], best[1]))
+    if not scored:
+        return []
+    top = max(m.score for m in scored)
+    return [m for m in scored if m.score >= top - 1e-9]
+
+
+def nearest_texts(target: str, lines: list[TextLine], k: int = 3) -> list[str]:
+    """The ``k`` OCR texts most similar to ``target`` (for a helpful "not found" message)."""
+    unique = list(dict.fromkeys(ln.text for ln in lines))  # reading order breaks ties
+    ranked = sorted(unique, key=lambda t: -difflib.SequenceMatcher(None, target, normalize(t), autojunk=False).ratio())
+    return ranked[:k]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Description parsing
+
+_BAR_PATTERNS = [
+    re.compile(r"^(?:the |a )?bars? (?:for|of|representing|labeled|labelled|named|called|showing|at|above) (.+)$"),
+    re.compile(r"^(?:the |a )?(.+?) bars?$"),
+    re.compile(r"^(?:the |a )?bars? (.+)$"),
+]
+#: Quoted text ("...", '...', curly quotes); a quote must open after a space and close before one, so the
+#: apostrophes of "Iran's" or "Don't" are no quotes.
+_QUOTED = re.compile(r"(?:^|(?<=[\s(]))[\"'\u201c\u2018](.+?)[\"'\u201d\u2019](?=$|[\s.,;:!?)])")
+
+
+@dataclass
+class Query:
+    """What a description asks for: text ``targets`` (normalised; the first ``loose`` of them may match partly or
+    fuzzily, the rest only whole), whether the bar of that label is meant, and ``role``, a text-less element
+    ("title", "x axis title", "y axis title")."""
+
+    targets: list[str]
+    bar: bool = False
+    role: str | None = None
+    loose: int = 1
+
+
+def parse_description(description: str) -> Query:
+    """Split a description into the text to look for and the kind of element."""
+    quoted = [normalize(q) for q in _QUOTED.findall(description) if normalize(q)]
+    norm = normalize(description)
+    bar = False
+    body = norm
+    for pattern in _BAR_PATTERNS:
+        m = pattern.match(norm)
+        if m and strip_filler(m.group(1)):
+            bar, body = True, m.group(1)
+            break
+    stripped = strip_filler(body)
+    primary = list(dict.fromkeys(quoted + ([stripped] if stripped else [])))
+    whole = [t for t in dict.fromkeys([body, norm]) if t and t not in primary]
+    role = None
+    if not primary:
+        words = set(norm.split())
+        if words & {"title", "heading"} or ("axis" in words and words & {"label", "name"}):
+            if words & {"y", "vertical"}:
+                role = "y axis title"
+            elif words & {"x", "horizontal"}:
+                role = "x axis title"
+            elif words & {"title", "heading"}:
+                role = "title"
+    return Query(targets=primary + whole, bar=bar, role=role, loose=len(primary))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Roles without text: the chart title and axis titles
+
+
+def _is_vertical(line: TextLine) -> bool:
+    x0, y0, x1, y1 = line.box
+    return (y1 - y0) > 1.5 * (x1 - x0) and len(line.text) >= 3
+
+
+def _rows(lines: list[TextLine], line: TextLine) -> int:
+    """How many other lines share ``line``'s row (vertical centres within half a line height)."""
+    half = max(2.0, (line.box[3] - line.box[1]) / 2)
+    return sum(1 for o in lines if o is not line and abs(o.center[1] - line.center[1]) <= half)
+
+
+def _numeric(line: TextLine) -> bool:
+    tokens = normalize(line.text).split()
+    return bool(tokens) and all(_is_number(t) for t in tokens)
+
+
+def find_role(role: str, lines: list[TextLine], width: int, height: int) -> list[TextLine]:
+    """The line that plays ``role`` by layout. Title: in the top quarter, not a number, set larger than the
+    typical line (else the topmost line of two or more words). Y-axis title: the leftmost vertical line. X-axis
+    title: the lowest text line of the bottom quarter that stands alone in its row (tick labels come in rows)."""
+    horizontal = [ln for ln in lines if not _is_vertical(ln)]
+    if role == "title":
+        heights = [ln.box[3] - ln.box[1] for ln in horizontal if ln.box[2] - ln.box[0] >= ln.box[3] - ln.box[1]]
+        typical = float(np.median(heights)) if heights else 0.0
+        top = [ln for ln in horizontal if ln.center[1] < height * 0.25 and not _numeric(ln)]
+        large = [ln for ln in top if ln.box[3] - ln.box[1] >= 1.1 * typical]
+        if large:
+            # The largest type; of a title set over several lines, its first line.
+            tallest = max(ln.box[3] - ln.box[1] for ln in large)
+            return [min((ln for ln in large if ln.box[3] - ln.box[1] >= 0.75 * tallest), key=lambda ln: ln.box[1])]
+        wordy = [ln for ln in top if len(normalize(ln.text).split()) >= 2]
+        return [min(wordy, key=lambda ln: ln.box[1])] if wordy else []
+    if role == "y axis title":
+        vertical = [ln for ln in lines if _is_vertical(ln) and ln.center[0] < width * 0.5]
+        return [min(vertical, key=lambda ln: ln.box[0])] if vertical else []
+    if role == "x axis title":
+        low = [ln for ln in horizontal if ln.center[1] > height * 0.75 and not _numeric(ln) and _rows(lines, ln) == 0]
+        return [max(low, key=lambda ln: ln.box[3])] if low else []
+    return []
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The bar for a label
+
+
+def _is_glyph(region: Region, text_boxes: list[Box]) -> bool:
+    """True when the region lies mostly inside one text box and covers well under half of it (a letter or digit;
+    a small bar with its value printed on it covers most of that value's box)."""
+    box = region.box
+    area = max(1, (box[2] - box[0]) * (box[3] - box[1]))
+    for t in text_boxes:
+        ix = max(0, min(box[2], t[2]) - max(box[0], t[0]))
+        iy = max(0, min(box[3], t[3]) - max(box[1], t[1]))
+        if ix * iy >= 0.5 * area and region.area < 0.5 * (t[2] - t[0]) * (t[3] - t[1]):
+            return True
+    return False
+
+
+def dominant_color(arr: np.ndarray) -> tuple[int, int, int]:
+    """The most common colour of the image (a chart's background; more robust than the border, which may be a
+    frame)."""
+    step = max(1, int(np.sqrt(arr.shape[0] * arr.shape[1] / 40_000)))
+    sample = arr[::step, ::step].reshape(-1, 3).astype(np.int32)
+    keys = (sample[:, 0] << 16) | (sample[:, 1] << 8) | sample[:, 2]
+    values, counts = np.unique(keys, return_counts=True)
+    key = int(values[np.argmax(counts)])
+    return (key >> 16) & 255, (key >> 8) & 255, key & 255
+
+
+def _differs(color, other, tol: int = 24) -> bool:
+    return max(abs(int(a) - int(b)) for a, b in zip(color, other)) > tol
+
+
+def _is_bar(region: Region, arr: np.ndarray, backgrounds: list[tuple[int, int, int]], label: Box,
+            text_boxes: list[Box]) -> bool:
+    """A bar: a solid, filled block at least 3 px thick, not of a background colour, not a glyph of some text and
+    not a panel that encloses the label itself."""
+    h, w = arr.shape[:2]
+    x0, y0, x1, y1 = region.box
+    bw, bh = x1 - x0, y1 - y0
+    if bw < 3 or bh < 3 or region.area < 20 or region.area > 0.4 * w * h:
+        return False
+    if region.area < 0.6 * bw * bh:
+        return False
+    if not all(_differs(region.color, bg) for bg in backgrounds):
+        return False
+    if x0 <= label[0] and y0 <= label[1] and x1 >= label[2] and y1 >= label[3]:
+        return False
+    return not _is_glyph(region, text_boxes)
+
+
+def walk_to_bar(
+    arr: np.ndarray, start: tuple[int, int], direction: tuple[int, int], label: Box, text_boxes: list[Box],
+    max_steps: int,
+) -> tuple[Region, int] | None:
+    """Walk from ``start`` in ``direction`` (up or right) to the first bar-like region; returns it and the distance
+    walked. Whatever else the walk meets (axis lines, ticks, grid, glyphs, a 3-D floor) is walked through."""
+    h, w = arr.shape[:2]
+    backgrounds = [dominant_color(arr), background_color(arr)]
+    bg_arr = np.array(backgrounds[0], np.int16)
+    x, y = start
+    dx, dy = direction
+    steps = 0
+    while 0 <= x < w and 0 <= y < h and steps <= max_steps:
+        if int(np.abs(arr[y, x].astype(np.int16) - bg_arr).max()) > 40:
+            region = region_around(arr, x, y)
+            if region.mask[y, x]:
+                if _is_bar(region, arr, backgrounds, label, text_boxes):
+                    return region, steps
+                # Walk through this region to where the walk leaves it.
+                while 0 <= x < w and 0 <= y < h and region.mask[y, x]:
+                    x += dx
+                    y += dy
+                    steps += 1
+                continue
+        x += dx
+        y += dy
+        steps += 1
+    return None
+
+
+def _walk_starts(line: TextLine, line_height: float) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Where to start walking from a label and which way, most likely first: up from an x tick label (from the
+    upper-right corner of a rotated one, where its tick is), right from a y tick label."""
+    x0, y0, x1, y1 = line.box
+    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+    bw, bh = x1 - x0, y1 - y0
+    up_center = ((cx, y0 - 1), (0, -1))
+    up_right = ((max(x0, x1 - 2), y0 - 1), (0, -1))
+    right = ((x1, cy), (1, 0))
+    rotated = len(normalize(line.text)) >= 3 and bh > 1.6 * line_height and bw > 0.5 * bh
+    if rotated:
+        return [up_right, up_center, right]
+    return [up_center, right, up_right]
+
+
+def find_bar(
+    arr: np.ndarray, line: TextLine, text_boxes: list[Box], line_height: float
+) -> tuple[Region, tuple[int, int]] | None:
+    """The bar belonging to the label ``line``: the nearest bar reached by the walks of :func:`_walk_starts`."""
+    h, w = arr.shape[:2]
+    best = None
+    others = [b for b in text_boxes if b != line.box]
+    for rank, (start, direction) in enumerate(_walk_starts(line, line_height)):
+        sx, sy = start
+        if not (0 <= sx < w and 0 <= sy < h):
+            continue
+        found = walk_to_bar(arr, start, direction, line.box, others, max_steps=max(w, h))
+        if found is None:
+            continue
+        region, dist = found
+        # Prefer the likeliest start unless another reaches a bar much sooner.
+        key = dist + rank * 2 * line_height
+        if best is None or key < best[0]:
+            best = (key, region, start)
+    if best is None:
+        return None
+    return best[1], best[2]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Point
+
+
+class PointArgs(ToolArgs):
+    description: str = Field(
+        description=(
+            "The element to locate, by its text or role: a tick label ('2021'), a legend entry, a value label, "
+            "'the chart title', 'the y-axis title', or 'the bar for X'."
+        ),
+        max_length=MAX_DESCRIPTION,
+    )
+
+    @field_validator("description")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if not value:
+            raise ValueError("must describe an element, e.g. 'the bar for Apples' or '2021'")
+        return value
+
+
+def _center(box: Box) -> tuple[int, int]:
+    return (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
+
+
+@register_tool
+class Point(Tool):
+    name = "Point"
+    description = (
+        "Find the pixel point (x, y) of a described element: a tick label, axis title, legend entry, value label, "
+        "the chart title, or 'the bar for X' (the centre of that bar). Several equally good matches are all listed."
+    )
+    Args = PointArgs
+
+    def run(self, image: Image.Image, args: PointArgs) -> ToolResult:
+        lines = self.context.ocr(image)
+        if not lines:
+            raise ToolError(f"no text found in {args.image}, so nothing matches {args.description!r}",
+                            argument="description")
+        query = parse_description(args.description)
+        if query.role:
+            found = find_role(query.role, lines, image.width, image.height)
+            if not found:
+                raise ToolError(f"no {query.role} found in {args.image}", argument="description")
+            return self._text_result([Match(ln, 1.0, ln.box) for ln in found])
+
+        # An exact match of the whole description is text, even when it reads like a bar query ("Snack bar").
+        matches = best_matches(query.targets, lines, loose=query.loose)
+        if not matches:
+            probe = query.targets[0] if query.targets else ""
+            near = ", ".join(json.dumps(t, ensure_ascii=False) for t in nearest_texts(probe, lines))
+            raise ToolError(f"no text matches {args.description!r}; nearest texts: {near}", argument="description")
+        whole_text = matches[0].score >= 1.0 and normalize(matches[0].line.text) == normalize(args.description)
+        if query.bar and not whole_text:
+            return self._bar_result(image, lines, matches)
+        return self._text_result(matches)
+
+    @staticmethod
+    def _text_result(matches: list[Match]) -> ToolResult:
+        points = [list(_center(m.box)) for m in matches]
+        parts = [f"({x}, {y}) — {json.dumps(m.line.text, ensure_ascii=False)}" for (x, y), m in zip(points, matches)]
+        head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
+        return ToolResult(
+            text=head + "; ".join(parts),
+            data={
+                "points": points,
+                "boxes": [list(m.box) for m in matches],
+                "matched": [m.line.text for m in matches],
+                "kind": "text",
+            },
+        )
+
+    @staticmethod
+    def _bar_result(image: Image.Image, lines: list[TextLine], matches: list[Match]) -> ToolResult:
+        arr = as_rgb_array(image)
+        text_boxes = [ln.box for ln in lines]
+        horizontal = [ln.box[3] - ln.box[1] for ln in lines if ln.box[2] - ln.box[0] >= ln.box[3] - ln.box[1]]
+        line_height = float(np.median(horizontal)) if horizontal else 12.0
+        points, boxes, labels, label_boxes = [], [], [], []
+        for m in matches:
+            label = TextLine(m.line.text, m.box, m.line.confidence) if m.box != m.line.box else m.line
+            found = find_bar(arr, label, text_boxes, line_height)
+            if found is None:
+                continue
+            region, _ = found
+            points.append(list(region.center))
+            boxes.append(list(region.box))
+            labels.append(m.line.text)
+            label_boxes.append(list(m.box))
+        if not points:
+            where = ", ".join(f"{json.dumps(m.line.text, ensure_ascii=False)} at {list(_center(m.box))}"
+                              for m in matches)
+            raise ToolError(f"found the label {where} but no bar next to it (walked up and right into the plot)",
+                            argument="description")
+        parts = [
+            f"({x}, {y}) — bar for {json.dumps(t, ensure_ascii=False)}, box {b}"
+            for (x, y), t, b in zip(points, labels, boxes)
+        ]
+        head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
+        return ToolResult(
+            text=head + "; ".join(parts),
+            data={"points": points, "boxes": boxes, "matched": labels, "label_boxes": label_boxes, "kind": "bar"},
+        )
