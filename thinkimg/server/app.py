@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import hmac
+import json
 import os
 import sys
 import threading
@@ -322,8 +323,6 @@ def create_app(config: ToolsConfig | None = None, tools: dict[str, Tool] | None 
 
 
 async def _json_object(request: Request) -> dict:
-    import json
-
     raw = await request.body()
     try:
         payload = json.loads(raw)
