@@ -227,3 +227,42 @@ def test_launcher_reports_a_server_that_cannot_start():
     with pytest.raises(ToolServerError, match="NoSuchTool"):
         server.start()
     assert server.process.poll() is not None
+
+
+def test_tools_over_http_meet_their_accuracy_on_charts_with_known_truth(http_client, bar_chart, panel_figure):
+    """The acceptance checks of the tools, each made through the real HTTP server."""
+    from thinkimg.tools.layout import iou
+
+    # OCR: tick and value labels are read where they are drawn
+    lines = http_client.call("OCR", bar_chart.image).data["lines"]
+    truth = [(t, b) for kind in ("xticks", "yticks") for t, b in bar_chart.boxes[kind].items()]
+    truth += [("%g" % bar_chart.table[c], b) for c, b in bar_chart.boxes["values"].items()]
+    found = sum(
+        any(ln["text"].strip() == text and iou(ln["box"], box) > 0.3 for ln in lines) for text, box in truth
+    )
+    assert found / len(truth) >= 0.9, (found, len(truth))
+
+    # Point: inside the described label's box, and inside the bar for a category
+    tick = bar_chart.boxes["xticks"]["2020"]
+    (x, y), = http_client.call("Point", bar_chart.image, {"description": "2020"}).data["points"]
+    assert tick[0] <= x < tick[2] and tick[1] <= y < tick[3]
+    bar = bar_chart.boxes["bars"]["2022"]
+    (x, y), = http_client.call("Point", bar_chart.image, {"description": "the bar for 2022"}).data["points"]
+    assert bar[0] <= x < bar[2] and bar[1] <= y < bar[3]
+
+    # ZoomInSubfigure: the named panel of a 2x2 figure
+    zoom = http_client.call("ZoomInSubfigure", panel_figure.image, {"description": "Staff"})
+    assert iou(zoom.data["box"], panel_figure.boxes["panels"]["Staff"]) >= 0.9
+
+    # SegmentRegionAroundPoint: the bar's box, on a same-size image
+    seg = http_client.call("SegmentRegionAroundPoint", bar_chart.image,
+                           {"x": (bar[0] + bar[2]) // 2, "y": (bar[1] + bar[3]) // 2})
+    assert iou(seg.data["box"], bar) >= 0.9 and seg.images[0].size == bar_chart.image.size
+
+    # Lines: on the exact row / column, nothing else changes, same resolution
+    before = np.asarray(bar_chart.image)
+    for name, arguments, axis in (("DrawHorizontalLineByY", {"y": 200}, 0), ("DrawVerticalLineByX", {"x": 333}, 1)):
+        after = np.asarray(http_client.call(name, bar_chart.image, arguments).images[0])
+        assert after.shape == before.shape
+        changed = np.nonzero((after != before).any(axis=(1, 2) if axis == 0 else (0, 2)))[0]
+        assert list(changed) == [next(iter(arguments.values()))]

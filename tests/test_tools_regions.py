@@ -11,7 +11,7 @@ from PIL import Image
 from thinkimg.config import LimitsConfig, ToolsConfig
 from thinkimg.data.render import render_bar_chart, render_panel_figure, render_pie_chart
 from thinkimg.tools import InProcessToolClient, ToolContext, ToolError
-from thinkimg.tools.layout import detect_panels
+from thinkimg.tools.layout import detect_panels, iou
 
 TOOLS = ["Crop", "ZoomInSubfigure", "SegmentRegionAroundPoint"]
 PANEL_TITLES = ["Revenue", "Costs", "Profit", "Staff"]
@@ -20,12 +20,6 @@ TABLES = [("Revenue", {"Q1": 12, "Q2": 18, "Q3": 15}), ("Costs", {"Q1": 9, "Q2":
           ("Users", {"Q1": 5, "Q2": 9, "Q3": 13}), ("Churn", {"Q1": 2, "Q2": 3, "Q3": 1})]
 
 
-def iou(a, b) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import pytest
 from thinkimg.config import OCRConfig, ToolsConfig
 from thinkimg.data.render import RenderedChart, render_bar_chart
 from thinkimg.tools import InProcessToolClient, ToolError
+from thinkimg.tools.layout import iou
 from thinkimg.tools.ocr import TextLine, build_ocr_backend
 from thinkimg.tools.ocr.easy import WEIGHT_FILES, resolve_model_dir
 from thinkimg.tools.text import normalize
@@ -111,11 +112,6 @@ def inside(point, box: Box, margin: int = 0) -> bool:
     return box[0] - margin <= x < box[2] + margin and box[1] - margin <= y < box[3] + margin
 
 
-def iou(a, b) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / float((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 # --------------------------------------------------------------------------------------------------------------
