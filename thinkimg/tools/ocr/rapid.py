@@ -96,7 +96,7 @@ class RapidOCRBackend(OCRBackend):
             text = " ".join(text.split())
             if text:
                 lines.append(TextLine(text=text, box=quad_to_box(quad, width, height), confidence=score))
-        return drop_fragments(lines)
+        return drop_fragments(drop_shapes(lines))
 
 
 def _triples(out) -> list[tuple]:
@@ -112,6 +112,16 @@ def _overlap_fraction(a: tuple[int, int, int, int], b: tuple[int, int, int, int]
     iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
     small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
     return ix * iy / small if small > 0 else 0.0
+
+
+def drop_shapes(lines: list[TextLine]) -> list[TextLine]:
+    """Drop "text" that is a shape: no letter or digit in a box over 3x the median line height (the detector can
+    take a wide, flat-coloured bar for a dash)."""
+    heights = sorted(ln.box[3] - ln.box[1] for ln in lines)
+    if not heights:
+        return lines
+    tall = 3 * heights[len(heights) // 2]
+    return [ln for ln in lines if any(ch.isalnum() for ch in ln.text) or ln.box[3] - ln.box[1] <= tall]
 
 
 def drop_fragments(lines: list[TextLine]) -> list[TextLine]:

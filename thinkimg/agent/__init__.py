@@ -1,0 +1,1 @@
+"""Agent runtime: the action protocol, ChartToolEnv, policies and the batched rollout loop."""

@@ -1,0 +1,1 @@
+"""Evaluation: answer metrics (ChartQA relaxed accuracy, exact match) and run-level aggregation."""
