@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import random
 
 import pytest
 from transformers.utils import get_json_schema
@@ -20,8 +19,8 @@ from thinkimg.agent.protocol import (
 )
 from thinkimg.agent.rollout import rollout, tool_schemas
 from thinkimg.config import ToolsConfig
-from thinkimg.data.render import render_bar_chart
 from thinkimg.eval.metrics import relaxed_match
+from thinkimg.eval.tasks import load_task
 from thinkimg.server.client import HTTPToolClient
 from thinkimg.server.launcher import ToolServer
 from thinkimg.tools import InProcessToolClient, ToolError
@@ -125,23 +124,9 @@ def test_env_reset_needs_an_image():
 # ---------------------------------------------------------------------------------------------------- rollout
 
 
-def _value_rows(n: int, seed: int = 0) -> list[dict]:
-    rng = random.Random(seed)
-    words = ["Apples", "Pears", "Plums", "Kiwis", "Lemons", "Figs", "Dates", "Limes"]
-    rows = []
-    for i in range(n):
-        cats = rng.sample(words, rng.randint(3, 5))
-        table = {c: rng.randint(3, 95) for c in cats}
-        chart = render_bar_chart(table, title="Fruit sold", size=(5.0, 3.6), dpi=100)
-        target = rng.choice(cats)
-        rows.append({"id": f"v{i}", "image": chart.image, "question": f"What is the value of {target}?",
-                     "answer": str(table[target]), "question_type": "value_lookup"})
-    return rows
-
-
 @pytest.fixture(scope="module")
 def value_rows():
-    return _value_rows(12)
+    return list(load_task("synthetic_value", n=12, seed=0))
 
 
 def test_scripted_policy_solves_value_questions_through_the_http_server(tool_server, value_rows):

@@ -186,6 +186,99 @@ def tools_demo(
         _fail(f"{failures} tool call(s) failed", code=1)
 
 
+@app.command("eval")
+def eval_command(
+    model: Optional[str] = typer.Option(None, help="Policy: hf | vllm | openai | scripted."),
+    model_args: Optional[str] = typer.Option(None, help="Policy arguments, key=val,key=val (numbers/bools converted)."),
+    task: Optional[str] = typer.Option(None, help="Task: chartqa | chartgemma | charxiv | synthetic_value."),
+    task_args: Optional[str] = typer.Option(None, help="Task arguments, key=val,... (e.g. path=data/chartqa/test)."),
+    max_rounds: Optional[int] = typer.Option(None, min=1, help="Model turns per episode (default 5)."),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="Episodes in flight (default 8)."),
+    output: Optional[Path] = typer.Option(None, help="Results JSONL; summary, ablation and viewer go beside it."),
+    ablation: Optional[bool] = typer.Option(None, "--ablation/--no-ablation", help="Run without tools (default on)."),
+    viewer: Optional[bool] = typer.Option(None, "--viewer/--no-viewer", help="Write the HTML viewer (default on)."),
+    tool_server: Optional[str] = typer.Option(None, help="Tool server URL; default: tools in-process."),
+    tools_config: Optional[Path] = typer.Option(None, help="Tools config YAML for in-process tools."),
+    mlflow: Optional[bool] = typer.Option(None, "--mlflow/--no-mlflow", help="Record the run in MLflow (default on)."),
+    experiment: Optional[str] = typer.Option(None, help="MLflow experiment (default thinkimg-eval)."),
+    config: Optional[Path] = typer.Option(None, help="Eval YAML: ThinkIMG shape or OpenThinkIMG list shape; "
+                                                     "options given here override it."),
+) -> None:
+    """Evaluate a policy on a task: resumable results JSONL, no-tool ablation, summary, HTML viewer, MLflow run."""
+    from pydantic import ValidationError
+
+    from thinkimg.config import ConfigError, format_validation_error
+    from thinkimg.eval.evaluator import _eval_config_models, coerce_value, load_eval_configs
+    from thinkimg.eval.tasks import parse_key_values
+
+    try:
+        given_model_args = ({k: coerce_value(v) for k, v in parse_key_values(model_args, option="--model-args").items()}
+                            if model_args is not None else None)
+        given_task_args = parse_key_values(task_args) if task_args is not None else None
+    except ValueError as exc:
+        _fail(str(exc))
+    overrides = {k: v for k, v in {
+        "model": model, "model_args": given_model_args, "task": task, "task_args": given_task_args,
+        "max_rounds": max_rounds, "batch_size": batch_size, "output": output, "ablation": ablation,
+        "viewer": viewer, "tool_server": tool_server, "tools_config": tools_config, "mlflow": mlflow,
+        "experiment": experiment}.items() if v is not None}
+    EvalConfig, _ = _eval_config_models()
+    try:
+        if config is not None:
+            configs = [EvalConfig.model_validate({**c.model_dump(), **overrides}) for c in load_eval_configs(config)]
+        else:
+            configs = [EvalConfig.model_validate(overrides)]
+    except ConfigError as exc:
+        _fail(str(exc))
+    except ValidationError as exc:
+        _fail(format_validation_error(exc, str(config) if config else "thinkimg eval").replace(
+            ": model:", ": --model:").replace(": task:", ": --task:").replace(": output:", ": --output:"))
+    for cfg in configs:
+        summary = _run_eval(cfg, config)
+        typer.echo(json.dumps({k: summary.get(k) for k in (
+            "n", "accuracy", "accuracy_without_tools", "valid_format_rate", "calls_per_episode", "tool_failure_rate",
+            "results", "viewer", "mlflow_run_id") if k in summary}, indent=2))
+
+
+def _run_eval(cfg, config_path: Optional[Path]) -> dict:
+    from thinkimg.agent.policies import build_policy
+    from thinkimg.config import ConfigError
+    from thinkimg.eval.evaluator import ResultsError, evaluate, seed_from
+    from thinkimg.eval.tasks import TaskError, load_task
+    from thinkimg.images import ImageError
+
+    where = f"{config_path}: " if config_path else ""
+    try:
+        data = load_task(cfg.task, **cfg.task_args)
+    except TaskError as exc:
+        _fail(f"{where}{exc}")
+    try:
+        policy = build_policy(cfg.model, **cfg.model_args)
+    except (ValueError, TypeError, ImportError, OSError) as exc:
+        _fail(f"{where}model {cfg.model!r}: {exc}")
+    if cfg.tool_server:
+        from thinkimg.server.client import HTTPToolClient
+
+        client = HTTPToolClient(cfg.tool_server)
+    else:
+        from thinkimg.tools import InProcessToolClient
+
+        client = InProcessToolClient(_tools_config(cfg.tools_config))
+    if cfg.resume_from is not None:
+        copied = seed_from(cfg.resume_from, cfg.output)
+        if copied:
+            typer.echo(f"resuming from {cfg.resume_from}: {copied} record(s) copied into {cfg.output}", err=True)
+    params = {"policy": cfg.model, "model_args": cfg.model_args, "task": cfg.task, "task_args": cfg.task_args}
+    try:
+        with client:
+            return evaluate(policy, data, output=cfg.output, client=client, max_rounds=cfg.max_rounds,
+                            batch_size=cfg.batch_size, metric=data.metric, ablation=cfg.ablation, viewer=cfg.viewer,
+                            mlflow=cfg.mlflow, params=params, experiment=cfg.experiment,
+                            run_name=f"{cfg.model}:{cfg.task}")
+    except (TaskError, ResultsError, ImageError, ConfigError) as exc:
+        _fail(str(exc))
+
+
 def main() -> None:
     app()
 

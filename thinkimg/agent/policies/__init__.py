@@ -10,6 +10,9 @@ from thinkimg.agent.policies.base import Policy
 #: name -> "module:factory"; HF, vLLM and OpenAI-compatible policies arrive with their own modules.
 POLICIES: dict[str, str] = {
     "scripted": "thinkimg.agent.policies.scripted:ScriptedPolicy",
+    "openai": "thinkimg.agent.policies.openai_api:OpenAIPolicy",
+    "vllm": "thinkimg.agent.policies.vllm:VLLMPolicy",
+    "hf": "thinkimg.agent.policies.hf:HFPolicy",
 }
 
 

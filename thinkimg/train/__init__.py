@@ -1,0 +1,1 @@
+"""Training: tiny test models, SFT and GRPO on multi-turn tool trajectories."""
