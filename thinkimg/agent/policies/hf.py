@@ -52,7 +52,7 @@ class HFPolicy(Policy):
     protocol = "native"
 
     def __init__(self, pretrained: str, max_new_tokens: int = 256, temperature: float = 0.0, batch_size: int = 8,
-                 device: str = "auto", dtype: str = "auto", **_: Any):
+                 device: str = "auto", dtype: str = "auto"):
         import torch
         from transformers import AutoModelForImageTextToText
 

@@ -62,7 +62,7 @@ SCRIPTS: dict[str, Script] = {"value_lookup": value_lookup}
 class ScriptedPolicy(Policy):
     """Plays a script (a function or the name of a built-in one) for every conversation."""
 
-    def __init__(self, script: Script | str = "value_lookup", protocol: str = "native", **_: Any):
+    def __init__(self, script: Script | str = "value_lookup", protocol: str = "native"):
         if isinstance(script, str):
             if script not in SCRIPTS:
                 raise ValueError(f"unknown script {script!r}; built-in scripts: {sorted(SCRIPTS)}")
