@@ -166,10 +166,6 @@ def run_samples(
     return records
 
 
-def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
-    return aggregate(records)
-
-
 def evaluate(
     policy: Policy,
     task_rows: Any,
@@ -196,14 +192,14 @@ def evaluate(
     files = paths_for(output)
     records = run_samples(policy, task_rows, files["results"], client=client, max_rounds=max_rounds,
                           batch_size=batch_size, use_tools=use_tools, metric=metric, on_record=on_record)
-    summary = _summary(records)
+    summary = aggregate(records)
     summary["metric"] = metric
     summary["use_tools"] = use_tools
     summary["results"] = str(files["results"])
     if ablation and use_tools:
         ablated = run_samples(policy, task_rows, files["notools"], client=client, max_rounds=max_rounds,
                               batch_size=batch_size, use_tools=False, metric=metric)
-        ab = _summary(ablated)
+        ab = aggregate(ablated)
         summary["accuracy_without_tools"] = ab["accuracy"]
         summary["ablation"] = {"n": ab["n"], "accuracy": ab["accuracy"], "by_type": ab["by_type"],
                                "results": str(files["notools"])}

@@ -86,12 +86,6 @@ def _text_messages(conv: Conversation, tools: list[dict[str, Any]]) -> list[dict
                               image_part=lambda image: {"type": "image_pil", "image_pil": image})
 
 
-def _image_order(conv: Conversation) -> list[str]:
-    return [part["ref"] for m in conv.messages if m["role"] in ("user", "tool")
-            for part in (m.get("content") if isinstance(m.get("content"), list) else [])
-            if part.get("type") == "image"]
-
-
 class VLLMPolicy(Policy):
     """A vLLM-served checkpoint; see the module docstring for the modes and the rendering."""
 
@@ -159,7 +153,7 @@ class VLLMPolicy(Policy):
 
     def messages(self, conv: Conversation, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The messages one conversation is sent as (checked against ``max_images`` before generation)."""
-        n_images = len(_image_order(conv))
+        n_images = len(conv.image_refs())
         if n_images > self.max_images:
             raise ValueError(f"conversation {conv.meta.get('id', '?')} shows {n_images} images, more than "
                              f"max_images={self.max_images}; raise max_images (limit_mm_per_prompt) or max_rounds")
