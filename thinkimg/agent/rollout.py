@@ -7,11 +7,12 @@ reads on its next turn, never crashes. An episode ends with an answer or after `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from tqdm.auto import tqdm
 from transformers.utils import get_json_schema
 
 from thinkimg.agent.conversation import Conversation
@@ -80,17 +81,22 @@ def rollout(
     use_tools: bool = True,
     tool_workers: int = 8,
     on_episode: Callable[[Episode], None] | None = None,
+    progress: str | None = None,
+    total: int | None = None,
 ) -> Iterator[Episode]:
     """Run ``policy`` on ``rows`` (each with ``image`` and ``question``); yield episodes as they finish.
 
     ``use_tools=False`` withholds the tools (the no-tool ablation): the policy sees no tool schemas and any call it
-    makes is answered with an error observation."""
+    makes is answered with an error observation. ``progress`` (a label) shows a progress bar on stderr
+    (``total`` episodes, default ``len(rows)`` when known)."""
     if max_rounds < 1 or batch_size < 1:
         raise ValueError("max_rounds and batch_size must be >= 1")
+    bar = tqdm(total=total if total is not None else len(rows) if isinstance(rows, Sized) else None, desc=progress, unit="episode",
+               disable=progress is None, dynamic_ncols=True)
     pending = iter(rows)
     slots: list[_Slot] = []
     schemas: list[dict[str, Any]] | None = None
-    with ThreadPoolExecutor(tool_workers, thread_name_prefix="rollout-tool") as pool:
+    with bar, ThreadPoolExecutor(tool_workers, thread_name_prefix="rollout-tool") as pool:
         while True:
             while len(slots) < batch_size:
                 row = next(pending, None)
@@ -133,6 +139,7 @@ def rollout(
             for slot in slots:
                 if slot.done or slot.rounds >= max_rounds:
                     episode = _finish(slot)
+                    bar.update(1)
                     if on_episode is not None:
                         on_episode(episode)
                     yield episode

@@ -154,8 +154,10 @@ def run_samples(
             yield {**row, "id": rid}
 
     with open(output, "a", encoding="utf-8") as fh:
+        remaining = len(task_rows) - len(done_ids) if hasattr(task_rows, "__len__") else None
         for episode in rollout(policy, unique(rows), client=client, max_rounds=max_rounds, batch_size=batch_size,
-                               use_tools=use_tools):
+                               use_tools=use_tools, progress="eval" if use_tools else "eval, no tools",
+                               total=remaining):
             record = _record(episode, score, images_dir, output.parent)
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
             fh.flush()
