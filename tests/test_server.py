@@ -231,7 +231,7 @@ def test_launcher_reports_a_server_that_cannot_start():
 
 def test_tools_over_http_meet_their_accuracy_on_charts_with_known_truth(http_client, bar_chart, panel_figure):
     """The acceptance checks of the tools, each made through the real HTTP server."""
-    from thinkimg.tools.layout import iou
+    from thinkimg.tools.boxes import iou
 
     # OCR: tick and value labels are read where they are drawn
     lines = http_client.call("OCR", bar_chart.image).data["lines"]

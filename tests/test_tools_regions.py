@@ -11,7 +11,8 @@ from PIL import Image
 from thinkimg.config import LimitsConfig, ToolsConfig
 from thinkimg.data.render import render_bar_chart, render_panel_figure, render_pie_chart
 from thinkimg.tools import InProcessToolClient, ToolContext, ToolError
-from thinkimg.tools.layout import detect_panels, iou
+from thinkimg.tools.boxes import iou
+from thinkimg.tools.layout import detect_panels
 
 TOOLS = ["Crop", "ZoomInSubfigure", "SegmentRegionAroundPoint"]
 PANEL_TITLES = ["Revenue", "Costs", "Profit", "Staff"]

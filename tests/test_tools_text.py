@@ -12,7 +12,7 @@ import pytest
 from thinkimg.config import OCRConfig, ToolsConfig
 from thinkimg.data.render import RenderedChart, render_bar_chart
 from thinkimg.tools import InProcessToolClient, ToolError
-from thinkimg.tools.layout import iou
+from thinkimg.tools.boxes import iou
 from thinkimg.tools.ocr import TextLine, build_ocr_backend
 from thinkimg.tools.ocr.easy import WEIGHT_FILES, resolve_model_dir
 from thinkimg.tools.text import normalize

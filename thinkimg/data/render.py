@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 from PIL import Image  # noqa: E402
 
-Box = tuple[int, int, int, int]
+from thinkimg.tools.boxes import Box  # noqa: E402
 
 
 @dataclass

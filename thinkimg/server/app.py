@@ -35,7 +35,7 @@ from thinkimg.config import ToolsConfig
 from thinkimg.images import ImageCache, ImageError, decode_base64, decode_image, png_base64
 from thinkimg.server import compat
 from thinkimg.tools import REGISTRY, Tool, ToolContext, ToolError, ToolResult
-from thinkimg.tools.base import _short
+from thinkimg.tools.base import short_repr
 
 
 class APIError(Exception):
@@ -147,7 +147,7 @@ class ToolService:
             img = self.cache.get(key)
             if img is None:
                 raise APIError(
-                    404, "image_unknown", f"no image with hash {_short(key)} on this server; send it inline", "image_hash"
+                    404, "image_unknown", f"no image with hash {short_repr(key)} on this server; send it inline", "image_hash"
                 )
             return img, key
         if image_b64 is None:
@@ -256,7 +256,7 @@ def create_app(config: ToolsConfig | None = None, tools: dict[str, Tool] | None 
             return JSONResponse(error_body(cause.type, cause.message, cause.field), cause.status)
         if exc.status_code == 400 and isinstance(cause, (ValueError, RecursionError)):
             kind = "invalid_json"
-            msg = f"request body is not valid JSON: {type(cause).__name__}: {_short(str(cause), 200)}"
+            msg = f"request body is not valid JSON: {type(cause).__name__}: {short_repr(str(cause), 200)}"
         return JSONResponse(error_body(kind, msg), exc.status_code)
 
     @app.exception_handler(Exception)

@@ -70,7 +70,7 @@ class Tool(ABC):
             err = exc.errors()[0]
             arg = ".".join(str(p) for p in err["loc"]) or None
             given = err.get("input")
-            shown = "" if err["type"] == "missing" else f" (got {_short(given)})"
+            shown = "" if err["type"] == "missing" else f" (got {short_repr(given)})"
             extra = f"; allowed arguments: {', '.join(self.Args.model_fields)}" if err["type"] == "extra_forbidden" else ""
             raise ToolError(f"{self.name}: argument {arg!r}: {err['msg']}{shown}{extra}", argument=arg) from None
 
@@ -108,7 +108,8 @@ class Tool(ABC):
         }
 
 
-def _short(value: Any, limit: int = 60) -> str:
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages that quote user input."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

