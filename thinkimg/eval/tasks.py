@@ -12,7 +12,7 @@ unless said otherwise). Loader arguments come from ``--task-args key=val,...`` a
 loader's annotated types (``int``, ``float``, ``bool``, ``Path``); unknown arguments are errors.
 
 Built-in tasks (see each loader's docstring for the exact file shape): ``chartqa``, ``chartgemma``, ``charxiv``,
-``synthetic_value``.
+``charts`` (a dataset folder written by ``thinkimg data curate`` or ``thinkimg data import``), ``synthetic_value``.
 """
 
 from __future__ import annotations
@@ -374,6 +374,39 @@ def charxiv(path: Path, images: Path | None = None) -> list[TaskRecord]:
     return records
 
 
+@register_task("charts")
+def charts(path: Path = Path("artifacts/datasets/charts"), split: str = "eval", n: int = 0) -> list[TaskRecord]:
+    """A dataset folder in the project's format: ``<path>/<split>.jsonl`` (``split``: ``eval`` or ``rl``) of
+    ``{"id", "image", "question", "answer", "question_type", ...}`` with ``image`` relative to ``path``.
+
+    Made by ``thinkimg data curate`` (its ``eval`` split holds charts disjoint from the training ones) or
+    ``thinkimg data import``. Ids and question types are the records'; ``n > 0`` keeps the first ``n`` records.
+    """
+    if split not in ("eval", "rl"):
+        raise TaskError(f"charts: split must be 'eval' or 'rl', got {split!r}")
+    if n < 0:
+        raise TaskError(f"charts: n must be >= 0, got {n}")
+    path = Path(path)
+    if not path.is_dir():
+        raise TaskError(f"charts: dataset folder {path} not found (it is made by `thinkimg data curate`, "
+                        "or `thinkimg data import` for a benchmark)")
+    file = path / f"{split}.jsonl"
+    if not file.is_file():
+        raise TaskError(f"{file}: not found (the dataset folder {path} has no {split!r} split)")
+    data = _read_json_records(file)
+    records = []
+    for i, rec in enumerate(data[:n] if n else data):
+        where = f"{file}: record {i}"
+        rid = _field(rec, ("id",), where)
+        question = _field(rec, ("question",), where)
+        answer = _field(rec, ("answer",), where)
+        kind = _field(rec, ("question_type",), where)
+        image = _field(rec, ("image",), where)
+        records.append(TaskRecord(id=str(rid), question=str(question), answer=str(answer), question_type=str(kind),
+                                  image=_image_loader(path / str(image), where)))
+    return records
+
+
 _SYNTHETIC_WORDS = ["Apples", "Pears", "Plums", "Kiwis", "Lemons", "Figs", "Dates", "Limes", "Grapes", "Melons",
                     "Cherries", "Mangos"]
 _SYNTHETIC_TITLES = ["Fruit sold", "Crates shipped", "Orders by product", "Weekly stock"]
@@ -383,9 +416,9 @@ _SYNTHETIC_TITLES = ["Fruit sold", "Crates shipped", "Orders by product", "Weekl
 def synthetic_value(n: int = 50, seed: int = 0) -> list[TaskRecord]:
     """Rendered bar charts with printed values and "What is the value of X?" questions (``n`` charts, seeded).
 
-    A stand-in: it exists so the evaluator, resume, ablation, viewer and MLflow logging run end to end without
-    external data. The data-engine issue replaces it with the real synthetic eval split (held-out rendered charts
-    with templated questions of several types). Same ``seed`` and ``n``, same charts and questions.
+    A self-contained smoke task: the evaluator, resume, ablation, viewer and MLflow logging run end to end without
+    any dataset on disk. The data engine's held-out split (rendered charts, questions of several types) is the
+    ``charts`` task. Same ``seed`` and ``n``, same charts and questions.
     """
     if n < 1:
         raise TaskError(f"synthetic_value: n must be >= 1, got {n}")
