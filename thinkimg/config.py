@@ -60,6 +60,9 @@ class OCRConfig(StrictModel):
     model_dir: Path | None = None
     #: OCR results are cached per image content hash (OCR is deterministic).
     cache_size: int = Field(256, ge=0)
+    #: rapidocr: CPU threads per inference (0: onnxruntime's default, all cores). Set 1 when several processes
+    #: run OCR side by side (the data engine's workers do).
+    threads: int = Field(0, ge=0, le=256)
 
 
 class CropConfig(StrictModel):

@@ -58,6 +58,24 @@ def format_line(line: TextLine) -> str:
     return f"{json.dumps(line.text, ensure_ascii=False)} [{x0}, {y0}, {x1}, {y1}]"
 
 
+_OCR_LINE = re.compile(r'^(".*") \[(-?\d+), (-?\d+), (-?\d+), (-?\d+)\]$')
+
+
+def parse_ocr_text(text: str) -> list[TextLine]:
+    """The inverse of the OCR tool's text: one :class:`TextLine` per ``"text" [x0, y0, x1, y1]`` line (other lines,
+    e.g. "No text found", are skipped; confidence is not in the text and reads as 1.0)."""
+    lines = []
+    for raw in text.splitlines():
+        m = _OCR_LINE.match(raw.strip())
+        if m:
+            try:
+                value = json.loads(m.group(1))
+            except json.JSONDecodeError:
+                continue
+            lines.append(TextLine(str(value), tuple(int(g) for g in m.groups()[1:]), 1.0))
+    return lines
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Text normalisation and matching
 

@@ -13,10 +13,10 @@ from typing import Any, Callable
 from thinkimg.agent.conversation import Conversation
 from thinkimg.agent.policies.base import Policy
 from thinkimg.agent.protocol import format_answer, format_call
+from thinkimg.tools.text import parse_ocr_text
 
 Script = Callable[[Conversation], str]
 
-_OCR_LINE = re.compile(r'^"(.*)" \[(\d+), (\d+), (\d+), (\d+)\]$')
 _NUMBER = re.compile(r"^-?\d+(?:[.,]\d+)?%?$")
 
 
@@ -39,11 +39,7 @@ def value_lookup(conv: Conversation) -> str:
         return format_call("OCR", {"image": "img_0"})
     match = re.search(r"value of (.+?)\??$", _question(conv).strip(), flags=re.IGNORECASE)
     target = match.group(1).strip().strip("'\"") if match else ""
-    lines = []
-    for raw in ocr.splitlines():
-        m = _OCR_LINE.match(raw.strip())
-        if m:
-            lines.append((m.group(1), *map(int, m.groups()[1:])))
+    lines = [(ln.text, *ln.box) for ln in parse_ocr_text(ocr)]
     labels = [ln for ln in lines if ln[0].lower() == target.lower()]
     if not labels:
         return format_answer("unknown")

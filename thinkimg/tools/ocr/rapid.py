@@ -80,6 +80,9 @@ class RapidOCRBackend(OCRBackend):
             "Cls.model_path": str(paths["Cls"]),
             "Rec.model_path": str(paths["Rec"]),
         }
+        if self.config.threads:
+            params["EngineConfig.onnxruntime.intra_op_num_threads"] = int(self.config.threads)
+            params["EngineConfig.onnxruntime.inter_op_num_threads"] = 1
         self._engine = RapidOCR(params=params)
         self._use_cls = bool(self.config.use_angle_cls)
         self._lock = threading.Lock()
