@@ -209,3 +209,9 @@ def test_aggregate_empty():
     assert result["by_type"] == {}
     for key in ("accuracy", "valid_format_rate", "calls_per_episode", "tool_failure_rate", "answer_rate"):
         assert result[key] is None
+
+
+def test_dashes_and_line_breaks_do_not_change_a_text_answer():
+    assert relaxed_match("Exports, 1974-1980", "Exports,\n1974\u20131980")
+    assert exact_match("a \u2014 b", "A - b")
+    assert not relaxed_match("1974-1980", "1974-1981")

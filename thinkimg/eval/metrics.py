@@ -41,6 +41,8 @@ __all__ = [
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _LOOSE_TAG = re.compile(r"</?answer>", re.IGNORECASE)
+#: En and em dashes and the minus sign read as a hyphen ("1974–1980" == "1974-1980"; OCR and keyboards write "-").
+_DASHES = str.maketrans({"\u2013": "-", "\u2014": "-", "\u2212": "-", "\u2010": "-", "\u2011": "-"})
 _QUOTE_PAIRS = {'"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019", "\u00ab": "\u00bb"}
 
 _SCALES: dict[str, float] = {
@@ -83,7 +85,7 @@ def _clean(text: str | None) -> str:
     tagged = _ANSWER_TAG.findall(text)
     if tagged:
         text = tagged[-1]
-    text = _LOOSE_TAG.sub(" ", text)
+    text = _LOOSE_TAG.sub(" ", text).translate(_DASHES)
     text = " ".join(text.split())
     while True:
         before = text
@@ -96,8 +98,8 @@ def _clean(text: str | None) -> str:
 
 
 def normalize_answer(text: str | None) -> str:
-    """Answer text for comparison: inner text of the last ``<answer>`` tag, whitespace collapsed, trailing period
-    and surrounding quotes removed, case-folded. ``None`` gives ``""``."""
+    """Answer text for comparison: inner text of the last ``<answer>`` tag, whitespace collapsed, dashes unified
+    to ``-``, trailing period and surrounding quotes removed, case-folded. ``None`` gives ``""``."""
     return _clean(text).casefold()
 
 
