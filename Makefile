@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 
-.PHONY: setup test test-fast run bench serve clean
+.PHONY: setup data curate test test-fast run bench serve clean
 
 setup: $(STAMP)
 
@@ -18,10 +18,21 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e '.[dev,tesseract]'
 	touch $(STAMP)
 
-test: setup
+# data/ (the source tables) is tracked by data.dvc; a fresh clone pulls it from the in-repo remote .dvc/remote.
+data: data/sources.yaml
+
+data/sources.yaml: data.dvc | $(STAMP)
+	$(VENV)/bin/dvc pull -q data.dvc
+	touch $@
+
+# The chart data engine: sft/rl/eval splits under artifacts/datasets/charts (sizes and seed: params.yaml `data`).
+curate: setup data
+	$(VENV)/bin/thinkimg data curate --params params.yaml
+
+test: setup data
 	$(VENV)/bin/pytest -q
 
-test-fast: setup
+test-fast: setup data
 	$(VENV)/bin/pytest -q -m "not slow"
 
 # The main job. For now: the tool server and every tool on sample charts (the pipeline issue makes it `dvc repro`).
@@ -31,8 +42,9 @@ run: setup
 serve: setup
 	$(VENV)/bin/thinkimg tools serve --config configs/tools.yaml
 
-bench: setup
+bench: setup data
 	$(PY) bench/tool_server.py
+	$(PY) bench/data_engine.py
 
 clean:
 	rm -rf artifacts/demo .pytest_cache

@@ -14,6 +14,8 @@ app = typer.Typer(help="ThinkIMG: teach vision-language models to think with ima
                   pretty_exceptions_enable=False)
 tools_app = typer.Typer(help="The vision tools and the tool server.", no_args_is_help=True)
 app.add_typer(tools_app, name="tools")
+data_app = typer.Typer(help="The chart data engine: curate datasets, import benchmarks.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 DEFAULT_TOOLS_CONFIG = Path("configs/tools.yaml")
 
@@ -186,11 +188,59 @@ def tools_demo(
         _fail(f"{failures} tool call(s) failed", code=1)
 
 
+@data_app.command("curate")
+def data_curate(
+    params: Path = typer.Option(Path("params.yaml"), help="Params file; its `data` section sets sizes and seed."),
+    out: Optional[Path] = typer.Option(None, help="Dataset folder (default: data.out from the params)."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: data.workers)."),
+    force: bool = typer.Option(False, "--force", help="Replace a dataset made with other parameters."),
+) -> None:
+    """Render charts, ask questions, verify expert trajectories with the real tools, write sft/rl/eval splits.
+
+    Deterministic for a seed; an interrupted run resumes where it stopped."""
+    from thinkimg.config import ConfigError
+    from thinkimg.data.curate import CurateError, curate, load_params
+
+    try:
+        cfg = load_params(params)
+    except ConfigError as exc:
+        _fail(str(exc))
+    updates = {k: v for k, v in (("out", out), ("workers", workers)) if v is not None}
+    cfg = cfg.model_copy(update=updates)
+    try:
+        card = curate(cfg, force=force, progress=True)
+    except (CurateError, ValueError, OSError) as exc:
+        _fail(str(exc))
+    counts = ", ".join(f"{split} {c['records']}" for split, c in card["counts"].items())
+    typer.echo(f"dataset {cfg.out}: {counts} records ({card['seconds']} s); card: {cfg.out / 'README.md'}")
+
+
+@data_app.command("import")
+def data_import(
+    fmt: str = typer.Argument(..., help="Benchmark format: chartqa | chartgemma | charxiv."),
+    path: Path = typer.Argument(..., help="The benchmark's file or folder (see `thinkimg eval --help` tasks)."),
+    out: Path = typer.Option(..., help="Dataset folder to write."),
+    split: str = typer.Option("eval", help="Split to write: eval or rl."),
+    args: Optional[str] = typer.Option(None, "--args", help="Loader arguments, key=val,... (e.g. split=human)."),
+    force: bool = typer.Option(False, "--force", help="Replace what an earlier import of this format wrote there."),
+) -> None:
+    """Convert a benchmark in its published format into the project's dataset format."""
+    from thinkimg.data.importers import BenchmarkImportError, import_benchmark
+    from thinkimg.eval.tasks import TaskError, parse_key_values
+
+    try:
+        card = import_benchmark(fmt, path, out, split=split, force=force,
+                                loader_args=parse_key_values(args, option="--args"))
+    except (BenchmarkImportError, TaskError, ValueError, OSError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(card, indent=2))
+
+
 @app.command("eval")
 def eval_command(
     model: Optional[str] = typer.Option(None, help="Policy: hf | vllm | openai | scripted."),
     model_args: Optional[str] = typer.Option(None, help="Policy arguments, key=val,key=val (numbers/bools converted)."),
-    task: Optional[str] = typer.Option(None, help="Task: chartqa | chartgemma | charxiv | synthetic_value."),
+    task: Optional[str] = typer.Option(None, help="Task: charts | chartqa | chartgemma | charxiv | synthetic_value."),
     task_args: Optional[str] = typer.Option(None, help="Task arguments, key=val,... (e.g. path=data/chartqa/test)."),
     max_rounds: Optional[int] = typer.Option(None, min=1, help="Model turns per episode (default 5)."),
     batch_size: Optional[int] = typer.Option(None, min=1, help="Episodes in flight (default 8)."),

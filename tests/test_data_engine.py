@@ -1,0 +1,302 @@
+"""The data engine end to end: questions with answers recomputed independently from the tables, verified
+trajectories (format, replay against a real tool server), the dataset on disk, determinism and resume."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from thinkimg.config import ToolsConfig
+from thinkimg.data import curate as engine
+from thinkimg.data.curate import CurateError, DataParams, curate, load_params, sample_chart
+from thinkimg.data.dataset import DatasetError, load_conversation, load_split, read_split
+from thinkimg.data.experts import answer_from, planned_calls
+from thinkimg.data.questions import QUESTION_TYPES, ask
+from thinkimg.data.tables import Table
+from thinkimg.eval.metrics import relaxed_match
+from thinkimg.images import image_hash, load_image
+from thinkimg.server.client import HTTPToolClient
+from thinkimg.server.launcher import ToolServer
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data"
+
+
+def small_params(out: Path, **kw) -> DataParams:
+    values = dict(out=out, data_dir=DATA, tools_config=ROOT / "configs" / "tools.yaml", sft_trajectories=10,
+                  rl_questions=24, eval_questions=12, chunk_charts=4, workers=1, seed=7)
+    values.update(kw)
+    return DataParams(**values)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("ds") / "charts"
+    card = curate(small_params(out), progress=False)
+    return out, card
+
+
+@pytest.fixture(scope="module")
+def tables() -> engine._Tables:
+    return engine._Tables(DATA, 0.5)
+
+
+# ------------------------------------------------------------------------------------------ independent answers
+
+
+def _oracle(question: str, qtype: str, tables: list[Table]) -> set[str] | None:
+    """The answer(s) computed straight from the table by parsing the question (not the engine's code)."""
+    t = tables[0]
+    num = lambda v: f"{round(v, 2):g}"  # noqa: E731
+
+    def col(series=None):
+        return dict(zip(t.categories, t.series[series or t.series_names[0]]))
+
+    if qtype in ("value_lookup", "axis_value"):
+        for pattern in (r"What is the value of (.+)\?", r"What value does the chart show for (.+)\?",
+                        r"How much is (.+) according to the chart\?", r"About what value does (.+) have\?",
+                        r"Approximately what is the value of (.+)\?", r"Estimate the value of (.+) from the axis\."):
+            m = re.fullmatch(pattern, question)
+            if m:
+                return {num(col()[m.group(1)])}
+    if qtype == "comparison":
+        m = re.fullmatch(r"Which is (higher|lower), (.+) or (.+)\?", question)
+        a, b = m.group(2), m.group(3)
+        va, vb = col()[a], col()[b]
+        return {a if (va > vb) == (m.group(1) == "higher") else b}
+    if qtype in ("extremum", "pie_largest"):
+        values = col()
+        pick = max if re.search(r"highest|largest", question) else min
+        return {pick(values, key=values.get)}
+    if qtype == "difference":
+        m = re.fullmatch(r"What is the difference between the values of (.+) and (.+)\?", question)
+        return {num(abs(col()[m.group(1)] - col()[m.group(2)]))}
+    if qtype == "sum_average":
+        values = list(col().values())
+        return {num(sum(values) if "sum" in question else sum(values) / len(values))}
+    if qtype == "ranking":
+        k = 2 if "second" in question else 3
+        return {sorted(col(), key=col().get, reverse=True)[k - 1]}
+    if qtype == "trend":
+        m = re.fullmatch(r"Did (.+) increase or decrease from (.+) to (.+)\?", question)
+        series = None if m.group(1) == "the value" else m.group(1)
+        values = col(series)
+        return {"increase" if values[m.group(3)] > values[m.group(2)] else "decrease"}
+    if qtype == "series_value":
+        m = re.fullmatch(r"What is the value of (.+) for (.+)\?", question)
+        return {num(col(m.group(1))[m.group(2)])}
+    if qtype == "series_compare":
+        m = re.fullmatch(r"For (.+), which is higher: (.+) or (.+)\?", question)
+        c, s1, s2 = m.groups()
+        return {s1 if col(s1)[c] > col(s2)[c] else s2}
+    if qtype == "stack_total":
+        m = re.fullmatch(r"What is the total for (.+) across all series\?", question)
+        return {num(sum(col(s)[m.group(1)] for s in t.series_names))}
+    if qtype == "pie_share":
+        m = re.fullmatch(r"What percentage of the total does (.+) account for\?", question)
+        values = col()
+        return {num(round(100 * values[m.group(1)] / sum(values.values()), 1))}
+    if qtype in ("scatter_top", "scatter_value"):
+        ys = dict(zip(t.categories, t.series["y"]))
+        if qtype == "scatter_value":
+            name = next(c for c in t.categories if question.endswith(f" of {c}?"))
+            return {num(ys[name])}
+        pick = max if "highest" in question else min
+        return {pick(ys, key=ys.get)}
+    if qtype == "title":
+        return {t.title}
+    if qtype in ("panel_value", "panel_extremum"):
+        m = re.match(r"In the panel titled '(.+?)', ", question)
+        panel = next(p for p in tables if p.title == m.group(1))
+        values = dict(zip(panel.categories, panel.series[panel.series_names[0]]))
+        if qtype == "panel_value":
+            name = next(c for c in panel.categories if question.endswith(f"value of {c}?"))
+            return {num(values[name])}
+        pick = max if "highest" in question else min
+        return {pick(values, key=values.get)}
+    return None
+
+
+def test_answers_match_an_independent_computation_from_the_table(tables):
+    seen: set[str] = set()
+    for i in range(60):
+        rng = random.Random(f"answers/{i}")
+        chart = sample_chart(rng, "train", tables, DataParams().chart_kinds)
+        table_list = chart.table if isinstance(chart.table, list) else [chart.table]
+        for q in ask(chart, rng, 4):
+            expected = _oracle(q.text, q.type, table_list)
+            assert expected is not None, f"no oracle for {q.type}: {q.text}"
+            assert any(relaxed_match(q.answer, e, tolerance=0.0) or q.answer == e for e in expected), \
+                (q.type, q.text, q.answer, expected)
+            seen.add(q.type)
+    assert len(seen) >= 12, f"only {sorted(seen)} of {sorted(QUESTION_TYPES)} came up"
+
+
+def test_every_question_type_is_produced_for_some_chart(tables):
+    seen = set()
+    for i in range(200):
+        rng = random.Random(f"types/{i}")
+        chart = sample_chart(rng, "train", tables, DataParams().chart_kinds)
+        seen.update(q.type for q in ask(chart, rng, 10))
+        if seen == set(QUESTION_TYPES):
+            break
+    assert seen == set(QUESTION_TYPES)
+
+
+def test_plans_name_the_tools_their_questions_need(tables):
+    for i in range(40):
+        rng = random.Random(f"plans/{i}")
+        chart = sample_chart(rng, "train", tables, DataParams().chart_kinds)
+        for q in ask(chart, rng, 4):
+            names = [name for name, _ in planned_calls(q.plan)]
+            assert names[-1] == "OCR" and set(q.tools) <= set(names), (q.type, names, q.tools)
+
+
+def test_expert_reads_the_answer_from_tool_output_not_from_the_plan():
+    plan = {"read": {"A": [10, 10, 40, 24], "B": [60, 10, 90, 24]}, "op": {"name": "argmax"}}
+    ocr = '"12" [12, 11, 38, 23]\n"30" [62, 11, 88, 23]'
+    assert answer_from(plan, [ocr]) == "B"
+    assert answer_from(plan, ['"50" [12, 11, 38, 23]\n"30" [62, 11, 88, 23]']) == "A"
+    # axis reading: ticks 0 at y=200 and 100 at y=100 -> a line at y=130 reads 70
+    plan = {"lines": [{"key": "X", "axis": "y", "at": 130}], "ticks": [[0, 190, 20, 210], [0, 90, 20, 110]],
+            "op": {"name": "lookup", "key": "X"}}
+    assert answer_from(plan, ["drawn", '"0" [2, 192, 18, 208]\n"100" [2, 92, 18, 108]']) == "70"
+    # a crop: boxes of img_0 map through the stated origin and scale
+    plan = {"view": {"tool": "Crop", "box": [100, 100, 200, 150]}, "read": {"A": [120, 110, 140, 120]},
+            "op": {"name": "lookup", "key": "A"}}
+    view = "Cropped [100, 100, 200, 150] (100x50 px) from img_0, upscaled x4 to 400x200."
+    assert answer_from(plan, [view, '"8.5" [82, 42, 158, 78]']) == "8.5"
+
+
+# ------------------------------------------------------------------------------------------ the dataset
+
+
+def test_curate_writes_the_splits_the_card_promises(dataset):
+    out, card = dataset
+    for split, target in (("sft", 10), ("rl", 24), ("eval", 12)):
+        records = read_split(out, split)
+        assert len(records) >= target
+        assert card["counts"][split]["records"] == len(records)
+    assert (out / "README.md").read_text().startswith("---\nconfigs:")
+    assert card["data_sha256"] == engine.data_hash(DATA)
+    kept = card["sft_kept"].values()
+    assert all(0 <= v["kept"] <= v["attempted"] for v in kept)
+    assert sum(v["kept"] for v in kept) == card["counts"]["sft"]["records"]
+    assert "kept rate" in (out / "README.md").read_text()
+    ds = load_split(out, "rl")
+    assert ds[0]["image"].size == load_image(out / read_split(out, "rl")[0]["image"]).size
+    assert len(load_split(out, "sft")) == card["counts"]["sft"]["records"]
+
+
+def test_eval_split_uses_only_eval_tables(dataset):
+    out, _ = dataset
+    charts = {c["id"]: c for c in map(json.loads, (out / "charts.jsonl").read_text().splitlines())}
+    for split in ("eval", "rl", "sft"):
+        groups = {t["split_group"] for r in read_split(out, split) for t in charts[r["chart_id"]]["tables"]}
+        assert groups == ({"eval"} if split == "eval" else {"train"}), (split, groups)
+
+
+def test_trajectories_have_the_training_format(dataset):
+    out, _ = dataset
+    for record in read_split(out, "sft"):
+        conv = load_conversation(out, record)
+        assistant = [m for m in conv.messages if m["role"] == "assistant"]
+        for turn in assistant[:-1]:
+            assert turn["content"] == [] and len(turn["tool_calls"]) == 1
+        assert assistant[-1]["content"][0]["text"].startswith("<answer>")
+        answer = re.search(r"<answer>(.*)</answer>", assistant[-1]["content"][0]["text"]).group(1)
+        assert relaxed_match(answer, record["answer"])
+        assert conv.image_refs()[0] == "img_0"
+
+
+def test_replaying_a_trajectory_on_a_fresh_tool_server_gives_the_same_observations(dataset):
+    out, _ = dataset
+    records = read_split(out, "sft")[:4]
+    with ToolServer(ToolsConfig()) as server, HTTPToolClient(server.url) as client:
+        for record in records:
+            conv = load_conversation(out, record)
+            images = {"img_0": conv.images["img_0"]}
+            messages = conv.messages
+            for i, message in enumerate(messages):
+                if message["role"] != "assistant" or not message.get("tool_calls"):
+                    continue
+                call = message["tool_calls"][0]["function"]
+                observed = messages[i + 1]
+                result = client.call(call["name"], images[call["arguments"]["image"]], call["arguments"])
+                text = " ".join(p["text"] for p in observed["content"] if p["type"] == "text")
+                if result.images:
+                    ref = next(p["ref"] for p in observed["content"] if p["type"] == "image")
+                    assert image_hash(result.images[0]) == image_hash(conv.images[ref])
+                    images[ref] = result.images[0]
+                    assert text == f"{result.text} The result is {ref}."
+                else:
+                    assert text == result.text
+
+
+def test_curate_is_deterministic_and_resumes_after_a_crash(dataset, tmp_path, monkeypatch):
+    out, card = dataset
+    again = tmp_path / "again"
+    real = engine.run_chunk
+    calls = {"n": 0}
+
+    def crash_on_third(split, chunk):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # an interrupted run
+        return real(split, chunk)
+
+    monkeypatch.setattr(engine, "run_chunk", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        curate(small_params(again), progress=False)
+    monkeypatch.setattr(engine, "run_chunk", real)
+    resumed = curate(small_params(again), progress=False)
+    assert resumed["resumed_chunks"] == 2
+    for name in ("sft.jsonl", "rl.jsonl", "eval.jsonl", "charts.jsonl"):
+        assert (again / name).read_bytes() == (out / name).read_bytes(), name
+    first = read_split(out, "rl")[0]["image"]
+    assert (again / first).read_bytes() == (out / first).read_bytes()
+    # a finished dataset with the same parameters is not redone; other parameters need --force
+    assert curate(small_params(again), progress=False)["seconds"] == resumed["seconds"]
+    with pytest.raises(CurateError, match="other parameters"):
+        curate(small_params(again, seed=8), progress=False)
+
+
+@pytest.mark.slow
+def test_two_worker_processes_give_the_same_dataset(dataset, tmp_path):
+    out, _ = dataset
+    two = tmp_path / "two"
+    curate(small_params(two, workers=2), progress=False)
+    for name in ("sft.jsonl", "rl.jsonl", "eval.jsonl", "charts.jsonl"):
+        assert (two / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_params_errors_name_the_file_and_field(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("data:\n  rl_questions: -3\n")
+    with pytest.raises(ValueError, match=r"params.yaml.*rl_questions"):
+        load_params(path)
+    path.write_text("data:\n  chart_kinds: {bar: 1, radar: 2}\n")
+    with pytest.raises(ValueError, match=r"radar"):
+        load_params(path)
+    assert load_params(ROOT / "params.yaml").rl_questions >= 2000
+
+
+def test_read_split_names_the_file_line_and_field(dataset, tmp_path):
+    out, _ = dataset
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    lines = (broken / "rl.jsonl").read_text().splitlines()
+    record = json.loads(lines[1])
+    del record["answer"]
+    lines[1] = json.dumps(record)
+    (broken / "rl.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match=r"rl.jsonl: line 2: field 'answer'"):
+        read_split(broken, "rl")
+    (broken / read_split(broken, "eval")[0]["image"]).unlink()
+    with pytest.raises(DatasetError, match=r"eval.jsonl: line 1: image file not found"):
+        read_split(broken, "eval")

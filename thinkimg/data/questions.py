@@ -1,0 +1,542 @@
+"""Questions with programmatic answers over a rendered chart, each with the plan a scripted expert follows to
+answer it with the tools (:mod:`thinkimg.data.experts`).
+
+The answer is computed from the chart's :class:`~thinkimg.data.tables.Table`, never from pixels. The plan holds
+what a teacher knows about *where* to look (the boxes of the printed values, the pixel of a bar's top, the tick
+labels of the value axis, the panel's title); *what* is there comes only from the tools' outputs when the expert
+runs. Every question type says which tool its answer needs: printed values are too small for a small model to read
+without OCR (or Crop/ZoomInSubfigure then OCR), and values between gridlines need DrawHorizontalLineByY /
+DrawVerticalLineByX and the tick labels.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from thinkimg.data.render import RenderedChart
+from thinkimg.data.tables import Table
+from thinkimg.tools.boxes import Box
+
+
+@dataclass
+class Question:
+    """One question: its type, text, gold answer, the tools its answer needs and the expert's plan."""
+
+    type: str
+    text: str
+    answer: str
+    tools: list[str]
+    plan: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def format_number(value: float) -> str:
+    """A number as an answer: integers without a decimal point, others with at most two decimals."""
+    value = round(float(value), 2)
+    if value == int(value):
+        return str(int(value))
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+Generator = Callable[[RenderedChart, random.Random], "Question | None"]
+
+
+@dataclass
+class QuestionType:
+    """A registered question type: which charts it applies to and how to make one question."""
+
+    name: str
+    description: str
+    applies: Callable[[RenderedChart], bool]
+    make: Generator
+    #: Relative chance of being asked when several types apply.
+    weight: float = 1.0
+
+
+QUESTION_TYPES: dict[str, QuestionType] = {}
+
+
+def question_type(name: str, description: str, applies: Callable[[RenderedChart], bool], weight: float = 1.0):
+    """Register a question generator under ``name``."""
+
+    def decorate(make: Generator) -> Generator:
+        if name in QUESTION_TYPES:
+            raise ValueError(f"question type {name!r} registered twice")
+        QUESTION_TYPES[name] = QuestionType(name, description, applies, make, weight)
+        return make
+
+    return decorate
+
+
+def ask(chart: RenderedChart, rng: random.Random, n: int) -> list[Question]:
+    """Up to ``n`` questions of distinct types that apply to ``chart`` (fewer when fewer apply); types are drawn
+    without replacement in proportion to their weights."""
+    types = [t for t in QUESTION_TYPES.values() if t.applies(chart)]
+    types.sort(key=lambda t: -rng.random() ** (1.0 / t.weight))
+    out = []
+    for qtype in types:
+        if len(out) >= n:
+            break
+        question = qtype.make(chart, rng)
+        if question is not None:
+            out.append(question)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ chart facts
+
+
+def chart_kind(chart: RenderedChart) -> str:
+    """The chart's kind ("bar", "pie", ...); "panels" for a multi-panel figure."""
+    return "panels" if isinstance(chart.table, list) else chart.meta["kind"]
+
+
+def _style(chart: RenderedChart) -> dict[str, Any]:
+    return chart.meta.get("style", {})
+
+
+def _tables(chart: RenderedChart) -> list[Table]:
+    return chart.table if isinstance(chart.table, list) else [chart.table]
+
+
+def _single(chart: RenderedChart) -> Table:
+    return _tables(chart)[0]
+
+
+def _labelled(chart: RenderedChart) -> bool:
+    return bool(_style(chart).get("value_labels"))
+
+
+def _is(*kinds: str, labelled: bool | None = None, single: bool | None = None, ordered: bool | None = None):
+    def applies(chart: RenderedChart) -> bool:
+        if chart_kind(chart) not in kinds:
+            return False
+        if labelled is not None and _labelled(chart) != labelled:
+            return False
+        table = _single(chart)
+        if single is not None and table.single != single:
+            return False
+        return not (ordered is not None and table.ordered != ordered)
+
+    return applies
+
+
+def _value_box(chart: RenderedChart, category: str, series: str | None = None, panel: str | None = None) -> Box | None:
+    filters: dict[str, Any] = {"category": category}
+    if series is not None:
+        filters["series"] = series
+    if panel is not None:
+        filters["panel"] = panel
+    found = chart.find("value_label", **filters)
+    return list(found[0].box) if len(found) == 1 else None
+
+
+def _mark(chart: RenderedChart, category: str, series: str | None = None) -> Any:
+    kind = "point" if chart_kind(chart) in ("line", "scatter") else "bar"
+    filters: dict[str, Any] = {"category": category}
+    if series is not None:
+        filters["series"] = series
+    found = chart.find(kind, **filters)
+    return found[0] if len(found) == 1 else None
+
+
+def _value_axis(chart: RenderedChart) -> str:
+    return "x" if chart_kind(chart) == "hbar" else "y"
+
+
+def _tick_boxes(chart: RenderedChart, panel: str | None = None) -> list[Box]:
+    kind = "xtick" if _value_axis(chart) == "x" else "ytick"
+    filters = {"panel": panel} if panel is not None else {}
+    return [list(e.box) for e in chart.find(kind, **filters)]
+
+
+def _span(chart: RenderedChart) -> float:
+    axes = chart.meta.get("axes") or []
+    if not axes:
+        return 0.0
+    lo, hi = axes[0]["lim"]
+    return abs(hi - lo)
+
+
+def _line(chart: RenderedChart, key: str, category: str, series: str | None = None) -> dict[str, Any] | None:
+    """An axis reading at the data value of (category, series): where the expert draws its line."""
+    mark = _mark(chart, category, series)
+    if mark is None or mark.anchor is None:
+        return None
+    axis = _value_axis(chart)
+    at = int(round(mark.anchor[0] if axis == "x" else mark.anchor[1]))
+    return {"key": key, "axis": axis, "at": at}
+
+
+def _readable_on_axis(chart: RenderedChart, value: float) -> bool:
+    """Far enough from zero (relative to the axis span) that a pixel-accurate reading is within 5 %."""
+    span = _span(chart)
+    return span > 0 and abs(value) >= 0.15 * span
+
+
+def _noun(table: Table) -> str:
+    return table.category_name.lower() if table.category_name else "category"
+
+
+def _distinct(values: list[float]) -> bool:
+    return len(set(values)) == len(values)
+
+
+def _reads(chart: RenderedChart, table: Table, series: str | None = None, panel: str | None = None) -> dict | None:
+    boxes = {c: _value_box(chart, c, series, panel) for c in table.categories}
+    return None if any(b is None for b in boxes.values()) else boxes
+
+
+_ORDINALS = {2: "second", 3: "third"}
+
+
+# ------------------------------------------------------------------------------------------ printed values (OCR)
+
+_LABELLED_SINGLE = _is("bar", "hbar", "line", labelled=True, single=True)
+
+
+@question_type("value_lookup", "the printed value of one category (OCR)", _LABELLED_SINGLE)
+def _value_lookup(chart: RenderedChart, rng: random.Random) -> Question | None:
+    table = _single(chart)
+    cat = rng.choice(table.categories)
+    box = _value_box(chart, cat)
+    if box is None:
+        return None
+    text = rng.choice(["What is the value of {c}?", "What value does the chart show for {c}?",
+                       "How much is {c} according to the chart?"]).format(c=cat)
+    return Question("value_lookup", text, format_number(table.value(cat)), ["OCR"],
+                    {"read": {cat: box}, "op": {"name": "lookup", "key": cat}})
+
+
+@question_type("comparison", "which of two categories is higher or lower (OCR)", _LABELLED_SINGLE)
+def _comparison(chart: RenderedChart, rng: random.Random) -> Question | None:
+    table = _single(chart)
+    if len(table.categories) < 2:
+        return None
+    a, b = rng.sample(table.categories, 2)
+    va, vb = table.value(a), table.value(b)
+    boxes = {a: _value_box(chart, a), b: _value_box(chart, b)}
+    if va == vb or None in boxes.values():
+        return None
+    higher = rng.random() < 0.5
+    word = "higher" if higher else "lower"
+    answer = (a if va > vb else b) if higher else (a if va < vb else b)
+    return Question("comparison", f"Which is {word}, {a} or {b}?", answer, ["OCR"],
+                    {"read": boxes, "op": {"name": "argmax" if higher else "argmin"}})
+
+
+@question_type("extremum", "the category with the highest or lowest value (OCR)", _LABELLED_SINGLE)
+def _extremum(chart: RenderedChart, rng: random.Random) -> Question | None:
+    table = _single(chart)
+    boxes = _reads(chart, table)
+    values = table.series[table.series_names[0]]
+    if boxes is None or not _distinct(values):
+        return None
+    highest = rng.random() < 0.5
+    pick = max if highest else min
+    answer = pick(table.categories, key=table.value)
+    word = "highest" if highest else "lowest"
+    return Question("extremum", f"Which {_noun(table)} has the {word} value?", answer, ["OCR"],
+                    {"read": boxes, "op": {"name": "argmax" if highest else "argmin"}})
+
+
+@question_type("difference", "the difference between two categories' values (OCR)", _LABELLED_SINGLE)
+def _difference(chart: RenderedChart, rng: random.Random) -> Question | None:
+    table = _single(chart)
+    if len(table.categories) < 2:
+        return None
+    a, b = rng.sample(table.categories, 2)
+    boxes = {a: _value_box(chart, a), b: _value_box(chart, b)}
+    if None in boxes.values():
+        return None
+    answer = format_number(abs(table.value(a) - table.value(b)))
+    return Question("difference", f"What is the difference between the values of {a} and {b}?", answer, ["OCR"],
+                    {"read": boxes, "op": {"name": "absdiff", "keys": [a, b]}})
+
+
+@question_type("sum_average", "the total or the average of all values (OCR)", _LABELLED_SINGLE)
+def _sum_average(chart: RenderedChart, rng: random.Random) -> Question | None:
+    table = _single(chart)
+    boxes = _reads(chart, table)
+    if boxes is None:
+        return None
+    values = table.series[table.series_names[0]]
+    if rng.random() < 0.5:
+        return Question("sum_average", "What is the sum of all the values shown?", format_number(sum(values)),
+                        ["OCR"], {"read": boxes, "op": {"name": "sum"}})
+    return Question("sum_average", "What is the average of the values shown?",
+                    format_number(sum(values) / len(values)), ["OCR"], {"read": boxes, "op": {"name": "mean"}})
+
+
+@question_type("ranking", "the category ranked second or third highest (OCR)", _LABELLED_SINGLE)
+def _ranking(chart: RenderedChart, rng: random.Random) -> Question | None:
+    table = _single(chart)
+    boxes = _reads(chart, table)
+    values = table.series[table.series_names[0]]
+    if boxes is None or len(values) < 3 or not _distinct(values):
+        return None
+    k = rng.choice([k for k in _ORDINALS if k < len(values)])
+    answer = sorted(table.categories, key=table.value, reverse=True)[k - 1]
+    return Question("ranking", f"Which {_noun(table)} has the {_ORDINALS[k]} highest value?", answer, ["OCR"],
+                    {"read": boxes, "op": {"name": "rank", "k": k}})
+
+
+# ------------------------------------------------------------------------------------------ values off the axis
+
+
+@question_type("axis_value", "a value between gridlines, read off the axis (draw a line at the bar/point, OCR "
+               "the ticks)", _is("bar", "hbar", "line", labelled=False, single=True))
+def _axis_value(chart: RenderedChart, rng: random.Random) -> Question | None:
+    table = _single(chart)
+    cats = [c for c in table.categories if _readable_on_axis(chart, table.value(c))]
+    if not cats:
+        return None
+    cat = rng.choice(cats)
+    line = _line(chart, cat, cat)
+    ticks = _tick_boxes(chart)
+    if line is None or len(ticks) < 2:
+        return None
+    tool = "DrawVerticalLineByX" if line["axis"] == "x" else "DrawHorizontalLineByY"
+    text = rng.choice(["About what value does {c} have?", "Approximately what is the value of {c}?",
+                       "Estimate the value of {c} from the axis."]).format(c=cat)
+    return Question("axis_value", text, format_number(table.value(cat)), [tool, "OCR"],
+                    {"lines": [line], "ticks": ticks, "op": {"name": "lookup", "key": cat}})
+
+
+def _trend(chart: RenderedChart, rng: random.Random, series: str | None) -> Question | None:
+    table = _single(chart)
+    column = table.column(series)
+    span = _span(chart) or (max(column.values()) - min(column.values()))
+    pairs = [(a, b) for i, a in enumerate(table.categories) for b in table.categories[i + 1:]
+             if abs(column[b] - column[a]) >= 0.1 * span]
+    if not pairs:
+        return None
+    a, b = rng.choice(pairs)
+    answer = "increase" if column[b] > column[a] else "decrease"
+    name = f"{series} " if series is not None else "the value "
+    text = f"Did {name}increase or decrease from {a} to {b}?"
+    if _labelled(chart):
+        boxes = {a: _value_box(chart, a, series), b: _value_box(chart, b, series)}
+        if None in boxes.values():
+            return None
+        return Question("trend", text, answer, ["OCR"], {"read": boxes, "op": {"name": "trend", "keys": [a, b]}})
+    lines = [_line(chart, a, a, series), _line(chart, b, b, series)]
+    ticks = _tick_boxes(chart)
+    if None in lines or len(ticks) < 2:
+        return None
+    tool = "DrawVerticalLineByX" if lines[0]["axis"] == "x" else "DrawHorizontalLineByY"
+    return Question("trend", text, answer, [tool, "OCR"],
+                    {"lines": lines, "ticks": ticks, "op": {"name": "trend", "keys": [a, b]}})
+
+
+def _ordered_xy(chart: RenderedChart) -> bool:
+    return chart_kind(chart) in ("bar", "line", "grouped_bar") and _single(chart).ordered
+
+
+@question_type("trend", "whether a series rose or fell between two ordered categories (years, months)",
+               _ordered_xy)
+def _trend_question(chart: RenderedChart, rng: random.Random) -> Question | None:
+    table = _single(chart)
+    return _trend(chart, rng, None if table.single else rng.choice(table.series_names))
+
+
+# ------------------------------------------------------------------------------------------ several series
+
+
+@question_type("series_value", "one series' value in one category of a grouped/stacked/multi-line chart (crop "
+               "and OCR, or read off the axis)", _is("grouped_bar", "stacked_bar", "line", single=False))
+def _series_value(chart: RenderedChart, rng: random.Random) -> Question | None:
+    table = _single(chart)
+    cat, series = rng.choice(table.categories), rng.choice(table.series_names)
+    value = table.value(cat, series)
+    text = f"What is the value of {series} for {cat}?"
+    if _labelled(chart):
+        box = _value_box(chart, cat, series)
+        if box is None:
+            return None
+        return Question("series_value", text, format_number(value), ["Crop", "OCR"],
+                        {"view": {"tool": "Crop", "box": _around(chart, box)}, "read": {cat: box},
+                         "op": {"name": "lookup", "key": cat}})
+    if chart_kind(chart) == "stacked_bar" or not _readable_on_axis(chart, value):
+        return None
+    line, ticks = _line(chart, cat, cat, series), _tick_boxes(chart)
+    if line is None or len(ticks) < 2:
+        return None
+    return Question("series_value", text, format_number(value), ["DrawHorizontalLineByY", "OCR"],
+                    {"lines": [line], "ticks": ticks, "op": {"name": "lookup", "key": cat}})
+
+
+@question_type("series_compare", "which of two series is higher in one category",
+               _is("grouped_bar", "line", "stacked_bar", single=False))
+def _series_compare(chart: RenderedChart, rng: random.Random) -> Question | None:
+    table = _single(chart)
+    cat = rng.choice(table.categories)
+    s1, s2 = rng.sample(table.series_names, 2)
+    v1, v2 = table.value(cat, s1), table.value(cat, s2)
+    if v1 == v2:
+        return None
+    text = f"For {cat}, which is higher: {s1} or {s2}?"
+    answer = s1 if v1 > v2 else s2
+    if _labelled(chart):
+        boxes = {s1: _value_box(chart, cat, s1), s2: _value_box(chart, cat, s2)}
+        if None in boxes.values():
+            return None
+        return Question("series_compare", text, answer, ["OCR"], {"read": boxes, "op": {"name": "argmax"}})
+    if chart_kind(chart) == "stacked_bar" or abs(v1 - v2) < 0.05 * (_span(chart) or 1):
+        return None
+    lines, ticks = [_line(chart, s1, cat, s1), _line(chart, s2, cat, s2)], _tick_boxes(chart)
+    if None in lines or len(ticks) < 2:
+        return None
+    return Question("series_compare", text, answer, ["DrawHorizontalLineByY", "OCR"],
+                    {"lines": lines, "ticks": ticks, "op": {"name": "argmax"}})
+
+
+@question_type("stack_total", "the total of one stacked bar (sum of its printed segments, or read at its top)",
+               _is("stacked_bar"))
+def _stack_total(chart: RenderedChart, rng: random.Random) -> Question | None:
+    table = _single(chart)
+    cat = rng.choice(table.categories)
+    total = sum(table.value(cat, s) for s in table.series_names)
+    text = f"What is the total for {cat} across all series?"
+    if _labelled(chart):
+        boxes = {s: _value_box(chart, cat, s) for s in table.series_names}
+        if None in boxes.values():
+            return None
+        return Question("stack_total", text, format_number(total), ["OCR"], {"read": boxes, "op": {"name": "sum"}})
+    top = _line(chart, cat, cat, table.series_names[-1])
+    ticks = _tick_boxes(chart)
+    if top is None or len(ticks) < 2 or not _readable_on_axis(chart, total):
+        return None
+    return Question("stack_total", text, format_number(total), ["DrawHorizontalLineByY", "OCR"],
+                    {"lines": [top], "ticks": ticks, "op": {"name": "lookup", "key": cat}})
+
+
+# ------------------------------------------------------------------------------------------ pies, scatter, title
+
+
+@question_type("pie_share", "a wedge's printed share of the whole (crop and OCR)", _is("pie", labelled=True))
+def _pie_share(chart: RenderedChart, rng: random.Random) -> Question | None:
+    table = _single(chart)
+    if "%" not in _style(chart).get("value_format", ""):
+        return None
+    cat = rng.choice(table.categories)
+    box = _value_box(chart, cat)
+    if box is None:
+        return None
+    total = sum(table.column().values())
+    answer = format_number(round(100 * table.value(cat) / total, 1))
+    return Question("pie_share", f"What percentage of the total does {cat} account for?", answer, ["Crop", "OCR"],
+                    {"view": {"tool": "Crop", "box": _around(chart, box)}, "read": {cat: box},
+                     "op": {"name": "lookup", "key": cat}})
+
+
+@question_type("pie_largest", "the largest or smallest wedge (OCR of the printed shares)", _is("pie", labelled=True))
+def _pie_largest(chart: RenderedChart, rng: random.Random) -> Question | None:
+    table = _single(chart)
+    boxes = _reads(chart, table)
+    values = table.series[table.series_names[0]]
+    if boxes is None or not _distinct(values):
+        return None
+    largest = rng.random() < 0.5
+    answer = (max if largest else min)(table.categories, key=table.value)
+    word = "largest" if largest else "smallest"
+    return Question("pie_largest", f"Which {_noun(table)} has the {word} share?", answer, ["OCR"],
+                    {"read": boxes, "op": {"name": "argmax" if largest else "argmin"}})
+
+
+@question_type("scatter_top", "the labelled point highest on the y axis (OCR of the point labels)", _is("scatter"))
+def _scatter_top(chart: RenderedChart, rng: random.Random) -> Question | None:
+    table = _single(chart)
+    labels = {e.category: list(e.box) for e in chart.find("point_label")}
+    if len(labels) < 2 or set(labels) != set(table.categories):
+        return None
+    ys = sorted(((table.value(c, "y"), c) for c in table.categories), reverse=True)
+    if ys[0][0] - ys[1][0] < 0.05 * (_span(chart) or 1):
+        return None
+    highest = rng.random() < 0.5
+    answer = ys[0][1] if highest else ys[-1][1]
+    if not highest and ys[-2][0] - ys[-1][0] < 0.05 * (_span(chart) or 1):
+        return None
+    y_name = table.meta.get("y_label") or "y value"
+    word = "highest" if highest else "lowest"
+    return Question("scatter_top", f"Which labelled point has the {word} {y_name}?", answer, ["OCR"],
+                    {"labels": labels, "op": {"name": "top_label" if highest else "bottom_label"}})
+
+
+@question_type("scatter_value", "a labelled point's y value, read off the axis", _is("scatter"))
+def _scatter_value(chart: RenderedChart, rng: random.Random) -> Question | None:
+    table = _single(chart)
+    cats = [c for c in table.categories if _readable_on_axis(chart, table.value(c, "y"))]
+    if not cats:
+        return None
+    cat = rng.choice(cats)
+    line, ticks = _line(chart, cat, cat), _tick_boxes(chart)
+    if line is None or len(ticks) < 2:
+        return None
+    y_name = table.meta.get("y_label") or "y value"
+    return Question("scatter_value", f"What is the {y_name} of {cat}?", format_number(table.value(cat, "y")),
+                    ["DrawHorizontalLineByY", "OCR"],
+                    {"lines": [line], "ticks": ticks, "op": {"name": "lookup", "key": cat}})
+
+
+@question_type("title", "the chart's title (OCR)", lambda chart: chart_kind(chart) != "panels", weight=0.3)
+def _title(chart: RenderedChart, rng: random.Random) -> Question | None:
+    found = chart.find("title")
+    if len(found) != 1 or not found[0].text:
+        return None
+    return Question("title", "What is the title of the chart?", " ".join(found[0].text.split()), ["OCR"],
+                    {"text": list(found[0].box), "op": {"name": "text"}})
+
+
+# ------------------------------------------------------------------------------------------ multi-panel figures
+
+
+def _panel_pick(chart: RenderedChart, rng: random.Random) -> tuple[Table, dict] | None:
+    table = rng.choice(_tables(chart))
+    boxes = _reads(chart, table, panel=table.title)
+    return None if boxes is None else (table, boxes)
+
+
+@question_type("panel_value", "a printed value inside one named panel (ZoomInSubfigure, then OCR)",
+               lambda chart: chart_kind(chart) == "panels" and _labelled(chart))
+def _panel_value(chart: RenderedChart, rng: random.Random) -> Question | None:
+    picked = _panel_pick(chart, rng)
+    if picked is None:
+        return None
+    table, boxes = picked
+    cat = rng.choice(table.categories)
+    return Question("panel_value", f"In the panel titled '{table.title}', what is the value of {cat}?",
+                    format_number(table.value(cat)), ["ZoomInSubfigure", "OCR"],
+                    {"view": {"tool": "ZoomInSubfigure", "description": table.title}, "read": {cat: boxes[cat]},
+                     "op": {"name": "lookup", "key": cat}})
+
+
+@question_type("panel_extremum", "the highest or lowest category inside one named panel (ZoomInSubfigure, OCR)",
+               lambda chart: chart_kind(chart) == "panels" and _labelled(chart))
+def _panel_extremum(chart: RenderedChart, rng: random.Random) -> Question | None:
+    picked = _panel_pick(chart, rng)
+    if picked is None:
+        return None
+    table, boxes = picked
+    values = table.series[table.series_names[0]]
+    if not _distinct(values):
+        return None
+    highest = rng.random() < 0.5
+    answer = (max if highest else min)(table.categories, key=table.value)
+    word = "highest" if highest else "lowest"
+    return Question("panel_extremum", f"In the panel titled '{table.title}', which {_noun(table)} has the {word} "
+                    "value?", answer, ["ZoomInSubfigure", "OCR"],
+                    {"view": {"tool": "ZoomInSubfigure", "description": table.title}, "read": boxes,
+                     "op": {"name": "argmax" if highest else "argmin"}})
+
+
+def _around(chart: RenderedChart, box: Box, margin: int = 24) -> list[int]:
+    """A crop box around ``box`` with some context, inside the image."""
+    w, h = chart.image.size
+    x0, y0, x1, y1 = box
+    return [max(0, x0 - margin), max(0, y0 - margin), min(w, x1 + margin), min(h, y1 + margin)]
