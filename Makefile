@@ -35,8 +35,10 @@ test: setup data
 test-fast: setup data
 	$(VENV)/bin/pytest -q -m "not slow"
 
-# The main job. For now: the tool server and every tool on sample charts (the pipeline issue makes it `dvc repro`).
-run: setup
+# The main job. For now: the data engine's dataset, then the tool server and every tool on sample charts (the
+# pipeline issue makes it `dvc repro`).
+run: setup data
+	$(VENV)/bin/thinkimg data curate --params params.yaml
 	$(VENV)/bin/thinkimg tools demo --config configs/tools.yaml
 
 serve: setup

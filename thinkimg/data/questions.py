@@ -54,7 +54,7 @@ class QuestionType:
     description: str
     applies: Callable[[RenderedChart], bool]
     make: Generator
-    #: Relative chance of being asked when several types apply.
+    #: Relative chance of being asked when several types apply (below 1: also the chance of being asked at all).
     weight: float = 1.0
 
 
@@ -75,13 +75,16 @@ def question_type(name: str, description: str, applies: Callable[[RenderedChart]
 
 def ask(chart: RenderedChart, rng: random.Random, n: int) -> list[Question]:
     """Up to ``n`` questions of distinct types that apply to ``chart`` (fewer when fewer apply); types are drawn
-    without replacement in proportion to their weights."""
+    without replacement in proportion to their weights, and a type weighing less than 1 is asked at most with that
+    probability (so a type that fits every chart, like the title, does not fill the charts few others fit)."""
     types = [t for t in QUESTION_TYPES.values() if t.applies(chart)]
     types.sort(key=lambda t: -rng.random() ** (1.0 / t.weight))
     out = []
     for qtype in types:
         if len(out) >= n:
             break
+        if qtype.weight < 1 and rng.random() >= qtype.weight:
+            continue
         question = qtype.make(chart, rng)
         if question is not None:
             out.append(question)
