@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,23 @@ from thinkimg.config import ToolsConfig
 from thinkimg.data.render import RenderedChart, render_bar_chart, render_panel_figure
 
 REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data"
+
+
+def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The venv's dvc (beside the running interpreter), analytics off."""
+    return subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=cwd, capture_output=True,
+                          text=True, env={**os.environ, "DVC_NO_ANALYTICS": "1"}, check=False)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """data/ (the source tables), pulled from the in-repo DVC remote first when a fresh clone lacks it (~2 s)."""
+    if not (DATA / "sources.yaml").is_file():
+        pull = dvc("pull", "data.dvc", cwd=REPO)
+        if pull.returncode != 0:
+            pytest.fail(f"data/ is missing and `dvc pull data.dvc` failed:\n{pull.stdout}{pull.stderr}")
+    return DATA
 
 
 def real_charts_dir() -> Path | None:

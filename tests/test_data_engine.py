@@ -35,14 +35,14 @@ def small_params(out: Path, **kw) -> DataParams:
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> tuple[Path, dict]:
+def dataset(tmp_path_factory, data_dir) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("ds") / "charts"
     card = curate(small_params(out), progress=False)
     return out, card
 
 
 @pytest.fixture(scope="module")
-def tables() -> engine._Tables:
+def tables(data_dir) -> engine._Tables:
     return engine._Tables(DATA, 0.5)
 
 

@@ -17,24 +17,7 @@ import yaml
 from thinkimg.data.sources import MAX_LABEL, SourceError, load_manifest, load_sources, sample_table
 from thinkimg.data.synthetic import THEMES, synthetic_table, themes
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "data"
-
-
-def _dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """The venv's dvc (beside the running interpreter), analytics off."""
-    return subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=cwd, capture_output=True,
-                          text=True, env={**os.environ, "DVC_NO_ANALYTICS": "1"}, check=False)
-
-
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    """data/, pulled from the in-repo DVC remote first when a fresh clone lacks it (offline, ~2 s)."""
-    if not (DATA / "sources.yaml").is_file():
-        pull = _dvc("pull", "data.dvc", cwd=REPO)
-        if pull.returncode != 0:
-            pytest.fail(f"data/ is missing and `dvc pull data.dvc` failed:\n{pull.stdout}{pull.stderr}")
-    return DATA
+from conftest import DATA, REPO, dvc as _dvc
 
 
 @pytest.fixture(scope="module")
