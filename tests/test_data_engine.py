@@ -300,3 +300,17 @@ def test_read_split_names_the_file_line_and_field(dataset, tmp_path):
     (broken / read_split(broken, "eval")[0]["image"]).unlink()
     with pytest.raises(DatasetError, match=r"eval.jsonl: line 1: image file not found"):
         read_split(broken, "eval")
+
+
+def test_the_eval_split_is_an_eval_task(dataset, tmp_path):
+    from thinkimg.agent.policies import build_policy
+    from thinkimg.eval.evaluator import evaluate
+    from thinkimg.eval.tasks import load_task
+
+    out, card = dataset
+    data = load_task("charts", path=out, split="eval")
+    assert len(data) == card["counts"]["eval"]["records"]
+    summary = evaluate(build_policy("scripted"), data, output=tmp_path / "r.jsonl", max_rounds=3, ablation=False,
+                       viewer=False)
+    assert summary["n"] == len(data)
+    assert set(summary["by_type"]) == set(card["counts"]["eval"]["question_types"])
