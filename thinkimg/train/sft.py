@@ -1,0 +1,228 @@
+"""Supervised fine-tuning on the verified tool trajectories of a dataset's ``sft`` split (TRL ``SFTTrainer``).
+
+Every trajectory is trained on as GRPO will see it: the same chat template, the tool block byte-identical to the
+``tools=`` rendering (carried in the system message, :mod:`thinkimg.train.chat`), every image (the chart and the
+tool-returned ones) in the forward pass, and loss on the assistant turns only (tool calls and the final answer, each
+with its end token). Messages and images are built lazily per batch from the stored JSON. A trajectory is never
+truncated (that could cut an image span or the answer): longer ones than ``max_length`` are skipped and counted.
+
+Checkpoints go to ``<out>/checkpoint-<step>``; a run resumes from the last one (step count, optimizer, scheduler and
+data position restored); the final model and processor are saved into ``<out>`` for ``HFPolicy``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from thinkimg import tracking
+from thinkimg.config import StrictModel, load_yaml
+
+EXPERIMENT = "sft"
+
+
+class SFTError(ValueError):
+    """SFT cannot start: a missing model or dataset folder, an empty split, unusable settings."""
+
+
+class SFTParams(StrictModel):
+    """The ``sft`` section of ``params.yaml``."""
+
+    #: The base model folder (a ``save_pretrained`` checkpoint with its processor).
+    model: Path
+    dataset: Path = Path("artifacts/datasets/charts")
+    #: Checkpoints and the final model.
+    out: Path = Path("artifacts/models/sft")
+    #: Optimizer steps; 0 trains for ``epochs`` instead.
+    max_steps: int = Field(0, ge=0)
+    epochs: float = Field(1.0, gt=0)
+    learning_rate: float = Field(1e-5, gt=0, le=1.0)
+    #: On CPU keep 1 and raise ``gradient_accumulation_steps``: a padded batch leaves SDPA's causal fast path.
+    per_device_batch_size: int = Field(1, ge=1, le=1024)
+    gradient_accumulation_steps: int = Field(1, ge=1, le=4096)
+    #: Longest training sequence in tokens (images expanded); longer trajectories are skipped, never truncated.
+    max_length: int = Field(4096, ge=64)
+    seed: int = Field(0, ge=0)
+    logging_steps: int = Field(10, ge=1)
+    save_steps: int = Field(200, ge=1)
+    #: Checkpoints kept in ``out`` (the oldest are deleted).
+    save_total_limit: int = Field(2, ge=1)
+    lora: bool = False
+    lora_r: int = Field(16, ge=1, le=1024)
+    lora_alpha: float = Field(32.0, gt=0)
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    gradient_checkpointing: bool = False
+    #: bf16 mixed precision; None: on where the GPU supports it, off on CPU (slower there).
+    bf16: bool | None = None
+    #: Trajectories used (the first ones of the split); 0: all.
+    limit: int = Field(0, ge=0)
+
+
+def load_params(path: str | Path) -> SFTParams:
+    """The ``sft`` section of a params file (errors name the file and the field)."""
+    return load_yaml(path, SFTParams, section="sft")
+
+
+def fitting_records(params: SFTParams, renderer) -> tuple[list[dict[str, Any]], int]:
+    """The split's records that fit ``max_length`` (in file order), and how many were skipped as too long."""
+    from PIL import Image
+
+    from thinkimg.data.dataset import read_split
+
+    records = read_split(params.dataset, "sft")
+    if params.limit:
+        records = records[:params.limit]
+    kept = []
+    for record in records:
+        data = json.loads(record["conversation"])
+        sizes = []
+        for name in data["images"].values():
+            with Image.open(params.dataset / name) as image:
+                sizes.append(image.size)
+        if renderer.num_tokens(data["messages"], sizes) <= params.max_length:
+            kept.append(record)
+    return kept, len(records) - len(kept)
+
+
+def sft_dataset(records: list[dict[str, Any]], root: Path, renderer):
+    """A ``datasets.Dataset`` of the trajectories' JSON whose rows become ``messages`` (PIL images inside) on access.
+
+    ``images`` stays empty: every image is already inside the messages, and TRL fills images only into placeholders
+    outside tool messages. The column marks the dataset as a vision dataset for ``SFTTrainer``."""
+    from datasets import Dataset
+
+    from thinkimg.data.dataset import load_conversation
+
+    dataset = Dataset.from_dict({"id": [r["id"] for r in records],
+                                 "conversation": [r["conversation"] for r in records]})
+
+    def transform(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        conversations = [load_conversation(root, {"conversation": c}) for c in batch["conversation"]]
+        return {"messages": [renderer.messages(c) for c in conversations], "images": [[] for _ in conversations]}
+
+    dataset.set_transform(transform)
+    return dataset
+
+
+def _use_bf16(setting: bool | None) -> bool:
+    import torch
+
+    available = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if setting and not available:
+        raise SFTError("bf16: true needs a GPU with bf16 support; set sft.bf16 to false (or leave it unset) on CPU")
+    return available if setting is None else setting
+
+
+def _config(params: SFTParams, *, report_to: list[str]):
+    import torch
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(params.out),
+        max_steps=params.max_steps or -1,
+        num_train_epochs=params.epochs,
+        learning_rate=params.learning_rate,
+        per_device_train_batch_size=params.per_device_batch_size,
+        gradient_accumulation_steps=params.gradient_accumulation_steps,
+        max_length=None,  # TRL truncates at 1024 by default, which can cut an image span; see fitting_records
+        assistant_only_loss=True,
+        seed=params.seed,
+        data_seed=params.seed,
+        logging_steps=params.logging_steps,
+        save_strategy="steps",
+        save_steps=params.save_steps,
+        save_total_limit=params.save_total_limit,
+        gradient_checkpointing=params.gradient_checkpointing,
+        bf16=_use_bf16(params.bf16),
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        remove_unused_columns=False,  # the rows are built by the dataset's transform from columns no model takes
+        report_to=report_to,
+        run_name="sft",
+    )
+
+
+def _lora_config(params: SFTParams):
+    from peft import LoraConfig
+
+    return LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=params.lora_dropout,
+                      target_modules="all-linear", task_type="CAUSAL_LM")
+
+
+def _check_inputs(params: SFTParams) -> None:
+    if not (params.model / "config.json").is_file():
+        raise SFTError(f"{params.model}: model folder not found (expected a save_pretrained checkpoint with "
+                       "config.json and its processor)")
+    if not params.dataset.is_dir():
+        raise SFTError(f"{params.dataset}: dataset folder not found (build it with `thinkimg data curate`)")
+
+
+def _prepare_out(out: Path, resume: bool) -> str | None:
+    """The checkpoint to resume from, if any; without ``resume`` an earlier run's checkpoints are removed."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out.mkdir(parents=True, exist_ok=True)
+    last = get_last_checkpoint(str(out))
+    if resume or last is None:
+        return last
+    for folder in out.glob("checkpoint-*"):
+        if folder.is_dir():
+            shutil.rmtree(folder)
+    return None
+
+
+def train_sft(params: SFTParams, *, resume: bool = True, mlflow_run: bool = True) -> dict[str, Any]:
+    """Fine-tune ``params.model`` on the ``sft`` split of ``params.dataset``; save the result into ``params.out``.
+
+    ``resume`` continues from the last checkpoint in ``out`` (else starts over, removing old checkpoints).
+    ``mlflow_run`` logs params and per-step metrics into a new run of the ``sft`` experiment
+    (:mod:`thinkimg.tracking`). Returns a summary: TRL's train metrics, steps, seconds per step, counts, paths."""
+    _check_inputs(params)
+    import torch
+    from transformers import AutoModelForImageTextToText, TrainerState
+    from trl import SFTTrainer
+
+    from thinkimg.agent.env import ChartToolEnv
+    from thinkimg.agent.policies.hf_processor import load_processor
+    from thinkimg.agent.rollout import tool_schemas
+    from thinkimg.train.chat import SFTRenderer
+
+    processor = load_processor(params.model)
+    renderer = SFTRenderer(processor, tool_schemas(ChartToolEnv()))
+    records, too_long = fitting_records(params, renderer)
+    if not records:
+        raise SFTError(f"{params.dataset / 'sft.jsonl'}: no trajectories to train on ({too_long} longer than "
+                       f"max_length={params.max_length} tokens were skipped)")
+    config = _config(params, report_to=["mlflow"] if mlflow_run else [])
+    checkpoint = _prepare_out(params.out, resume)
+    model = AutoModelForImageTextToText.from_pretrained(str(params.model), dtype=torch.float32)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=sft_dataset(records, params.dataset, renderer),
+                         processing_class=processor, peft_config=_lora_config(params) if params.lora else None)
+    summary: dict[str, Any] = {"trajectories": len(records), "skipped_too_long": too_long,
+                               "resumed_from": checkpoint, "out": str(params.out)}
+    start_step = 0 if checkpoint is None else TrainerState.load_from_json(
+        str(Path(checkpoint) / "trainer_state.json")).global_step
+
+    run = tracking.start_run(experiment=EXPERIMENT, run_name="sft", params={"sft": params.model_dump(mode="json")},
+                             tags={"resumed_from": checkpoint or ""}) if mlflow_run else nullcontext()
+    with run as active:
+        start = time.perf_counter()
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+        seconds = time.perf_counter() - start
+        steps = trainer.state.global_step - start_step
+        summary.update(result.metrics, global_step=trainer.state.global_step, steps=steps,
+                       s_per_step=seconds / steps if steps else None)
+        if active is not None:
+            tracking.log_metrics({k: summary[k] for k in ("trajectories", "skipped_too_long", "s_per_step")})
+            summary["mlflow_run_id"] = active.info.run_id
+
+    final = trainer.model.merge_and_unload() if params.lora else trainer.model
+    final.save_pretrained(str(params.out))
+    processor.save_pretrained(str(params.out))
+    return summary
