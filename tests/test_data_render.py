@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 
+from thinkimg.data import render
 from thinkimg.data.render import (
     ELEMENT_KINDS,
     KINDS,
@@ -291,6 +292,26 @@ def test_legend_entries_name_series_with_their_colours():
         for entry in entries:  # the legend covers no bar and no printed value
             for e in chart.find("bar") + chart.find("value_label"):
                 assert intersection(entry.box, e.box) == 0, (loc, entry, e)
+
+
+def test_layout_is_matplotlibs_tight_layout(monkeypatch):
+    """The renderer lays figures out itself, measuring each decoration once: same subplot parameters as
+    ``Figure.tight_layout`` from the same state, for every kind and multi-panel grids."""
+    own, gaps = render._tight_layout, []
+    names = ("left", "right", "bottom", "top", "wspace", "hspace")
+
+    def both(fig, plots, suptitle, renderer):
+        before = {k: getattr(fig.subplotpars, k) for k in names}
+        own(fig, plots, suptitle, renderer)
+        ours = {k: getattr(fig.subplotpars, k) for k in names}
+        fig.subplots_adjust(**before)
+        fig.tight_layout()
+        gaps.append(max(abs(ours[k] - getattr(fig.subplotpars, k)) for k in names))
+
+    monkeypatch.setattr(render, "_tight_layout", both)
+    for kind in [*KINDS, "panels"]:
+        charts_of(kind, range(4))
+    assert len(gaps) >= 32 and max(gaps) < 1e-9
 
 
 def test_render_is_deterministic():

@@ -35,7 +35,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.colors import to_hex, to_rgb  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Wedge  # noqa: E402
+from matplotlib.patches import Rectangle, Wedge  # noqa: E402
 from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -373,6 +373,7 @@ class _Plot:
     handles: list = field(default_factory=list)  # what the legend entries show
     legend_loc: str = ""  # where the legend is (see ChartStyle.legend_loc)
     title: Any = None
+    room: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)  # the reach (see _reach) the last layout made room for
 
 
 def _mix(a: str, b: str, t: float) -> str:
@@ -398,13 +399,16 @@ def _marker_radius(style: ChartStyle, marker: str) -> float:
 
 
 def _fit_text(artist, limit: float, renderer, *, vertical: bool = False) -> None:
-    """Wrap a text on spaces until it spans at most ``limit`` pixels (up to 4 lines)."""
+    """Wrap a text on spaces until it spans at most ``limit`` pixels (up to 4 lines); a wrapped text hung from its
+    first baseline (a title) stands on its bottom instead, so its lines stay clear of what is below it."""
     text = artist.get_text()
     for lines in range(2, 5):
         extent = artist.get_window_extent(renderer)
         if (extent.height if vertical else extent.width) <= limit:
             return
         artist.set_text(textwrap.fill(text, math.ceil(len(text) / lines), break_long_words=False))
+        if artist.get_va() == "baseline":
+            artist.set_va("bottom")
 
 
 def _short_lines(text: str) -> str:
@@ -443,10 +447,10 @@ def _bars(p: _Plot, style: ChartStyle, colors: list[str]) -> list:
         for cat, value, bar, xy in zip(table.categories, values, bars, xys):
             p.items.append(_Item(Element("bar", (0, 0, 0, 0), category=cat, series=name, panel=p.panel,
                                          value=float(value), color=color), bar, xy))
-        if style.value_labels:
+        if style.value_labels:  # the labelled points lie in the axes: annotation_clip=False skips checking that
             texts = [style.value_format.format(v) for v in values]
             labels = ax.bar_label(bars, labels=texts, label_type="center" if stacked else "edge",
-                                  padding=0 if stacked else 2,
+                                  padding=0 if stacked else 2, annotation_clip=False,
                                   color=_ink_on(color, style.text_color) if stacked else style.text_color)
             for cat, value, text, label, bar, xy in zip(table.categories, values, texts, labels, bars, xys):
                 p.items.append(_Item(Element("value_label", (0, 0, 0, 0), text=text, category=cat, series=name,
@@ -479,7 +483,7 @@ def _lines(p: _Plot, style: ChartStyle, colors: list[str]) -> list:
             if style.value_labels:
                 text = style.value_format.format(value)
                 label = ax.annotate(text, xy, xytext=(0, radius * 72 / style.dpi + 3), textcoords="offset points",
-                                    ha="center", va="bottom", fontsize=style.font_size * 0.85)
+                                    ha="center", va="bottom", fontsize=style.font_size * 0.85, annotation_clip=False)
                 p.items.append(_Item(Element("value_label", (0, 0, 0, 0), text=text, category=cat, series=name,
                                              panel=p.panel, value=float(value)), label, xy))
     ax.set_xticks(pos, labels=table.categories)
@@ -505,7 +509,8 @@ def _scatter(p: _Plot, style: ChartStyle, colors: list[str]) -> list:
         if style.point_labels:
             left = x > middle  # labels point inwards
             label = ax.annotate(name, xy, xytext=(-offset if left else offset, offset), textcoords="offset points",
-                                ha="right" if left else "left", va="bottom", fontsize=style.font_size * 0.85)
+                                ha="right" if left else "left", va="bottom", fontsize=style.font_size * 0.85,
+                                annotation_clip=False)
             p.items.append(_Item(Element("point_label", (0, 0, 0, 0), text=name, category=name, panel=p.panel),
                                  label, xy))
     return []
@@ -569,14 +574,16 @@ def _place_legend(p: _Plot, loc: str, renderer) -> None:
 
 
 def _set_title(p: _Plot, style: ChartStyle, text: str, renderer) -> None:
-    """Title the plot with ``text`` (above an "outside top" legend)."""
+    """Title the plot with ``text`` (above an "outside top" legend), fixed at the axes' top: no tick labels reach
+    above it and wrapped titles stand on their bottom, so every layout and draw skips matplotlib's costly search
+    for a higher place."""
     pad = matplotlib.rcParams["axes.titlepad"]
     legend = p.ax.get_legend()
     if legend is not None and p.legend_loc == "outside top":
         pad += (legend.get_window_extent(renderer).height * 72 / style.dpi
                 + legend.borderaxespad * legend.prop.get_size())
     p.title = p.ax.set_title(text, loc=style.title_loc, fontsize=style.title_size, fontweight=style.title_weight,
-                             pad=pad)
+                             pad=pad, y=1.0, va="bottom" if "\n" in text else "baseline")
 
 
 def _draw(ax, table: Table, style: ChartStyle, panel: str | None, index: int, cell: tuple[float, float],
@@ -647,8 +654,17 @@ def _ticks_collide(p: _Plot, rotation: int, dpi: int, renderer) -> bool:
     return any(a.x1 + 2 > b.x0 for a, b in zip(boxes, boxes[1:]))
 
 
+def _bar_extent(bar: Rectangle, ax) -> Bbox:
+    """A bar's display-space box: its data corners through ``ax.transData``, as drawn (and several times faster
+    than ``get_window_extent``, which builds the patch's transforms anew)."""
+    corners = ax.transData.transform(bar.get_bbox().get_points())
+    return Bbox([corners.min(axis=0), corners.max(axis=0)])
+
+
 def _extent(item: _Item, ax, renderer) -> Bbox:
     """An item's display-space box: its artist's extent, or its marker's square."""
+    if isinstance(item.artist, Rectangle):
+        return _bar_extent(item.artist, ax)
     if item.artist is not None:
         return item.artist.get_window_extent(renderer)
     x, y = ax.transData.transform(item.xy)
@@ -723,23 +739,20 @@ def _settle_value_labels(p: _Plot, style: ChartStyle, renderer) -> None:
     _drop_value_labels(p)
 
 
-def _fit_axis(p: _Plot, axis: str, legend: Bbox | None, renderer) -> tuple[bool, bool]:
+def _fit_axis(p: _Plot, axis: str, legend: Bbox | None, boxes: list[tuple[_Item, Bbox]]) -> tuple[bool, bool]:
     """Widen ``axis``'s limits so the value labels, markers (and, under an inside legend, bars) stay inside the
-    plot area and clear of the legend. Returns (the limits changed, an item under the legend could clear it only
-    by squeezing the data into half the plot or less)."""
+    plot area and clear of the legend; ``boxes``: the items with an anchor and their extents. Returns (the limits
+    changed, an item under the legend could clear it only by squeezing the data into half the plot or less)."""
     ax, horizontal = p.ax, axis == "x"
-    area = ax.get_window_extent(renderer)
+    area = ax.get_window_extent()
     a0, a1 = (area.x0, area.x1) if horizontal else (area.y0, area.y1)
     span, pad = a1 - a0, 3.0
     lo, hi = ax.get_xlim() if horizontal else ax.get_ylim()
     reach = []  # (data value, pixels beyond it towards hi, pixels beyond it towards lo, highest allowed pixel)
     blocked = False
-    for item in p.items:
-        if item.xy is None:
-            continue
+    for item, box in boxes:
         d = item.xy[0 if horizontal else 1]
         at = ax.transData.transform(item.xy)[0 if horizontal else 1]
-        box = _extent(item, ax, renderer)
         beyond_hi = (box.x1 if horizontal else box.y1) - at
         beyond_lo = None if item.element.kind == "bar" else at - (box.x0 if horizontal else box.y0)
         top = a1 - pad
@@ -768,9 +781,10 @@ def _fit(p: _Plot, style: ChartStyle, renderer) -> tuple[bool, bool]:
         return False, False
     legend = p.ax.get_legend()
     inside = legend is not None and not p.legend_loc.startswith("outside")
-    changed, blocked = _fit_axis(p, p.value_axis, legend.get_window_extent(renderer) if inside else None, renderer)
-    if style.kind in ("line", "scatter"):
-        changed |= _fit_axis(p, "x", None, renderer)[0]
+    boxes = [(item, _extent(item, p.ax, renderer)) for item in p.items if item.xy is not None]
+    changed, blocked = _fit_axis(p, p.value_axis, legend.get_window_extent(renderer) if inside else None, boxes)
+    if style.kind in ("line", "scatter"):  # new y limits move the boxes up or down, not sideways
+        changed |= _fit_axis(p, "x", None, boxes)[0]
     return changed, blocked
 
 
@@ -795,7 +809,7 @@ def _drop_overflowing_labels(p: _Plot, renderer) -> None:
         if isinstance(mark, Wedge):
             fits = all(mark.contains_point(corner) for corner in box.corners())
         else:
-            fits = mark.get_window_extent(renderer).count_contains(box.corners()) == 4
+            fits = _bar_extent(mark, p.ax).count_contains(box.corners()) == 4
         if not fits:
             label.remove()
             p.items = [item for item in p.items if item.artist is not label]
@@ -805,6 +819,7 @@ def _tidy_texts(p: _Plot, multi: bool, renderer) -> bool:
     """Wrap a title or axis label that sticks out of the figure, or (multi-panel) reaches past its axes, to the
     axes' size; True when that happened or a legend sticks out (the layout must be redone). Only the direction
     along the text is checked: matplotlib places titles and axis labels across it at draw time."""
+    p.ax.apply_aspect()  # a pie's square axes, as drawn (and the legend beside it)
     area, figure = p.ax.get_window_extent(renderer), p.ax.get_figure(root=True).bbox
 
     def outside(box: Bbox, along_x: bool = True, along_y: bool = True) -> bool:  # within a pixel of the edge
@@ -824,28 +839,102 @@ def _tidy_texts(p: _Plot, multi: bool, renderer) -> bool:
     return changed or (legend is not None and outside(legend.get_window_extent(renderer)))
 
 
-def _tidy(fig, plots: list[_Plot], multi: bool, renderer) -> None:
+def _decorations(p: _Plot, renderer) -> Bbox:
+    """The box around a plot's axes and all that goes around it: tick labels, axis labels (beside the tick labels,
+    where drawing puts them), title, legend and texts. As in matplotlib's tight layout, the title and the x label
+    count with their height only, the y label with its width only (wrapping keeps their length in check)."""
+    ax = p.ax
+    ax.apply_aspect()  # a pie's square axes
+    area = ax.get_window_extent()
+    boxes = [area]
+    for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+        ticks = [label.get_window_extent(renderer) for _, label in _drawn_ticks(axis)]
+        boxes += ticks
+        if axis.label.get_visible() and axis.label.get_text():
+            size, gap = axis.label.get_window_extent(renderer), axis.labelpad * ax.get_figure(root=True).dpi / 72
+            if name == "x":
+                top, middle = min([b.y0 for b in ticks] + [area.y0]) - gap, (size.x0 + size.x1) / 2
+                boxes.append(Bbox.from_extents(middle - 0.5, top - size.height, middle + 0.5, top))
+            else:
+                right, middle = min([b.x0 for b in ticks] + [area.x0]) - gap, (size.y0 + size.y1) / 2
+                boxes.append(Bbox.from_extents(right - size.width, middle - 0.5, right, middle + 0.5))
+    if p.title is not None and p.title.get_text():
+        title = p.title.get_window_extent(renderer)
+        middle = (title.x0 + title.x1) / 2
+        boxes.append(Bbox.from_extents(middle - 0.5, title.y0, middle + 0.5, title.y1))
+    legend = ax.get_legend()
+    if legend is not None:
+        boxes.append(legend.get_window_extent(renderer))
+    boxes += [text.get_window_extent(renderer) for text in ax.texts if text.get_visible() and text.get_text()]
+    return Bbox.union(boxes)
+
+
+def _reach(p: _Plot, renderer) -> tuple[float, ...]:
+    """How far (pixels) a plot's decorations reach beyond its axes: left, bottom, right, top."""
+    box, area = _decorations(p, renderer), p.ax.get_window_extent()
+    return area.x0 - box.x0, area.y0 - box.y0, box.x1 - area.x1, box.y1 - area.y1
+
+
+def _tight_layout(fig, plots: list[_Plot], suptitle, renderer) -> None:
+    """What ``fig.tight_layout()`` does, measuring each decoration once: the subplot parameters that keep every
+    plot's :func:`_decorations` 1.08 font sizes clear of the figure's edges, the suptitle and one another (left as
+    they are when nothing fits). Each plot's ``room`` keeps the margins made for it."""
+    rows, cols = plots[0].ax.get_subplotspec().get_geometry()[:2]
+    width, height = fig.bbox.width, fig.bbox.height
+    pad = 1.08 * matplotlib.rcParams["font.size"] * fig.dpi / 72
+    wide, high = np.zeros((rows, cols + 1)), np.zeros((rows + 1, cols))  # room beside columns, above/below rows
+    for p in plots:
+        spec = p.ax.get_subplotspec()
+        slot = spec.get_position(fig).transformed(fig.transFigure)
+        p.room = _reach(p, renderer)
+        area, (rs, cs) = p.ax.get_window_extent(), (spec.rowspan, spec.colspan)
+        wide[rs, cs.start] += slot.x0 - area.x0 + p.room[0]  # a gap between two columns holds the room of both
+        high[rs.stop, cs] += slot.y0 - area.y0 + p.room[1]
+        wide[rs, cs.stop] += area.x1 - slot.x1 + p.room[2]
+        high[rs.start, cs] += area.y1 - slot.y1 + p.room[3]
+    left, right = max(wide[:, 0].max(), 0) + pad, max(wide[:, -1].max(), 0) + pad
+    top, bottom = max(high[0].max(), 0) + pad, max(high[-1].max(), 0) + pad
+    if suptitle is not None:
+        top += suptitle.get_window_extent(renderer).height + pad
+    if left + right >= width or top + bottom >= height:
+        return
+    params = {"left": left / width, "right": 1 - right / width, "bottom": bottom / height, "top": 1 - top / height}
+    if cols > 1:
+        space = wide[:, 1:-1].max() + pad
+        column = (width - left - right - space * (cols - 1)) / cols
+        if column < 0:
+            return
+        params["wspace"] = space / column
+    if rows > 1:
+        space = high[1:-1].max() + pad
+        row = (height - top - bottom - space * (rows - 1)) / rows
+        if row < 0:
+            return
+        params["hspace"] = space / row
+    fig.subplots_adjust(**params)
+
+
+def _tidy(fig, plots: list[_Plot], multi: bool, suptitle, renderer) -> None:
     """Wrap texts that stick out and lay the figure out again, twice at most."""
     for _ in range(2):
         if not any([_tidy_texts(p, multi, renderer) for p in plots]):
             return
-        fig.tight_layout()
+        _tight_layout(fig, plots, suptitle, renderer)
 
 
-def _layout(fig, plots: list[_Plot], style: ChartStyle, multi: bool, renderer) -> int:
+def _layout(fig, plots: list[_Plot], style: ChartStyle, multi: bool, suptitle, renderer) -> int:
     """Lay the figure out (tight), rotating colliding category ticks, wrapping titles that stick out, settling
     crowded printed values and widening value axes for labels and legends; returns the tick rotation drawn."""
     rotation = style.rotate_ticks
     _set_rotation(plots, rotation)
-    fig.tight_layout()
+    _tight_layout(fig, plots, suptitle, renderer)
     while rotation < 90 and any(_ticks_collide(p, rotation, style.dpi, renderer) for p in plots):
         rotation = next(r for r in ROTATIONS if r > rotation)
         _set_rotation(plots, rotation)
-        fig.tight_layout()
-    _tidy(fig, plots, multi, renderer)  # a layout can push a legend (beside a square pie) or a title out
+        _tight_layout(fig, plots, suptitle, renderer)
+    _tidy(fig, plots, multi, suptitle, renderer)  # a layout can push a legend (beside a square pie) or a title out
     for p in plots:
         _settle_value_labels(p, style, renderer)
-    before = [_ticks_extent(p, renderer) for p in plots]
     fits = [_fit(p, style, renderer) for p in plots]
     moved = [p for p, (_, blocked) in zip(plots, fits) if blocked]
     for p in moved:  # the legend hides what no limit can clear: put it above the plot
@@ -854,10 +943,9 @@ def _layout(fig, plots: list[_Plot], style: ChartStyle, multi: bool, renderer) -
             _set_title(p, style, p.title.get_text(), renderer)
         p.ax.autoscale()
     if moved or (any(changed for changed, _ in fits) and any(
-            a.x0 < b.x0 - 0.5 or a.y0 < b.y0 - 0.5 or a.x1 > b.x1 + 0.5 or a.y1 > b.y1 + 0.5
-            for a, b in zip((_ticks_extent(p, renderer) for p in plots), before))):
-        fig.tight_layout()  # a moved legend, or the new limits' tick labels, need room
-        _tidy(fig, plots, multi, renderer)
+            reach > room + 0.5 for p in plots for reach, room in zip(_reach(p, renderer), p.room))):
+        _tight_layout(fig, plots, suptitle, renderer)  # a moved legend, or the new limits' ticks, need more room
+        _tidy(fig, plots, multi, suptitle, renderer)
         for p in plots:
             _fit(p, style, renderer)
     for p in plots:
@@ -925,12 +1013,6 @@ def _drawn_ticks(axis) -> list[tuple[float, Any]]:
             if lo - eps <= loc <= hi + eps and label.get_text()]
 
 
-def _ticks_extent(p: _Plot, renderer) -> Bbox:
-    """The box around all drawn tick labels of a plot."""
-    boxes = [label.get_window_extent(renderer) for axis in (p.ax.xaxis, p.ax.yaxis) for _, label in _drawn_ticks(axis)]
-    return Bbox.union(boxes) if boxes else p.ax.get_window_extent(renderer)
-
-
 def _tick_elements(p: _Plot, frame: _Frame, renderer) -> list[Element]:
     """The tick labels drawn: categories on the category axis, values on value axes."""
     out = []
@@ -958,18 +1040,11 @@ def _handle_extent(handle, renderer) -> Bbox:
 
 
 def _measure(p: _Plot, frame: _Frame, renderer, multi: bool) -> list[Element]:
-    """Every element of one drawn plot, in PNG pixels."""
+    """Every element of one drawn plot, in PNG pixels; on multi-panel figures first the panel: the box around all
+    of them and the legend (not around a pie's square axes, mostly blank)."""
     ax = p.ax
-    out: list[Element] = []
     legend = ax.get_legend()
-    if multi:
-        if p.value_axis is None:  # a pie's (square) axes is mostly blank: the panel is what is drawn in it
-            artists = [item.artist for item in p.items] + [a for a in (p.title, legend) if a is not None]
-            extent = Bbox.union([a.get_window_extent(renderer) for a in artists])
-        else:
-            extent = ax.get_tightbbox(renderer)
-        out.append(Element("panel", frame.box(extent), panel=p.panel))
-    out.append(Element("axes", frame.box(ax.get_window_extent(renderer)), panel=p.panel))
+    out = [Element("axes", frame.box(ax.get_window_extent(renderer)), panel=p.panel)]
     texts = [_text_element("title", p.title, frame, renderer, panel=p.panel),
              _text_element("xlabel", ax.xaxis.label, frame, renderer, panel=p.panel),
              _text_element("ylabel", ax.yaxis.label, frame, renderer, panel=p.panel)]
@@ -980,7 +1055,7 @@ def _measure(p: _Plot, frame: _Frame, renderer, multi: bool) -> list[Element]:
     for item in p.items:
         e = item.element
         if item.artist is not None:
-            e.box = frame.box(item.artist.get_window_extent(renderer))
+            e.box = frame.box(_extent(item, ax, renderer))
         if item.xy is not None:
             e.anchor = frame.point(*ax.transData.transform(item.xy))
             if item.artist is None:  # a marker
@@ -999,6 +1074,12 @@ def _measure(p: _Plot, frame: _Frame, renderer, multi: bool) -> list[Element]:
             extent = Bbox.union([_handle_extent(handle, renderer), text.get_window_extent(renderer)])
             out.append(Element("legend", frame.box(extent), text=text.get_text(), category=category, series=series,
                                panel=p.panel, color=color))
+    if multi:
+        boxes = [e.box for e in out if e.kind != "axes" or p.value_axis is not None]
+        if legend is not None:
+            boxes.append(frame.box(legend.get_window_extent(renderer)))
+        x0, y0, x1, y1 = zip(*boxes)
+        out.insert(0, Element("panel", (min(x0), min(y0), max(x1), max(y1)), panel=p.panel))
     return out
 
 
@@ -1042,7 +1123,7 @@ def _render(tables: list[Table], style: ChartStyle, grid: tuple[int, int], supti
         if suptitle:
             sup = fig.suptitle(suptitle, fontsize=style.title_size * 1.1, fontweight=style.title_weight)
             _fit_text(sup, 0.9 * fig.bbox.width, renderer)
-        rotation = _layout(fig, plots, style, multi, renderer)
+        rotation = _layout(fig, plots, style, multi, sup, renderer)
         canvas.draw()
         width, height = canvas.get_width_height(physical=True)
         image = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
