@@ -87,26 +87,6 @@ def write_jsonl(path: str | Path, records: Iterable[dict[str, Any] | BaseModel])
     return n
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """JSON objects, one per line; a bad line is a :class:`DatasetError` naming the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: file not found")
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}: line {n} is not valid JSON ({exc.msg})") from None
-            if not isinstance(value, dict):
-                raise DatasetError(f"{path}: line {n} is not a JSON object")
-            out.append(value)
-    return out
-
-
 def read_split(root: str | Path, split: str, *, check_images: bool = True) -> list[dict[str, Any]]:
     """The validated records of one split; every image they cite must exist (unless ``check_images=False``)."""
     if split not in RECORD_MODELS:

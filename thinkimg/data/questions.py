@@ -198,6 +198,13 @@ def _reads(chart: RenderedChart, table: Table, series: str | None = None, panel:
 _ORDINALS = {2: "second", 3: "third"}
 
 
+def _extreme(table: Table, rng: random.Random, words: tuple[str, str] = ("highest", "lowest")) -> tuple[str, str, dict]:
+    """A coin flip between the category with the largest and the smallest value: (answer, word, op)."""
+    top = rng.random() < 0.5
+    answer = (max if top else min)(table.categories, key=table.value)
+    return answer, words[0] if top else words[1], {"name": "argmax" if top else "argmin"}
+
+
 # ------------------------------------------------------------------------------------------ printed values (OCR)
 
 _LABELLED_SINGLE = _is("bar", "hbar", "line", labelled=True, single=True)
@@ -240,12 +247,9 @@ def _extremum(chart: RenderedChart, rng: random.Random) -> Question | None:
     values = table.series[table.series_names[0]]
     if boxes is None or not _distinct(values):
         return None
-    highest = rng.random() < 0.5
-    pick = max if highest else min
-    answer = pick(table.categories, key=table.value)
-    word = "highest" if highest else "lowest"
+    answer, word, op = _extreme(table, rng)
     return Question("extremum", f"Which {_noun(table)} has the {word} value?", answer, ["OCR"],
-                    {"read": boxes, "op": {"name": "argmax" if highest else "argmin"}})
+                    {"read": boxes, "op": op})
 
 
 @question_type("difference", "the difference between two categories' values (OCR)", _LABELLED_SINGLE)
@@ -445,11 +449,9 @@ def _pie_largest(chart: RenderedChart, rng: random.Random) -> Question | None:
     values = table.series[table.series_names[0]]
     if boxes is None or not _distinct(values):
         return None
-    largest = rng.random() < 0.5
-    answer = (max if largest else min)(table.categories, key=table.value)
-    word = "largest" if largest else "smallest"
+    answer, word, op = _extreme(table, rng, ("largest", "smallest"))
     return Question("pie_largest", f"Which {_noun(table)} has the {word} share?", answer, ["OCR"],
-                    {"read": boxes, "op": {"name": "argmax" if largest else "argmin"}})
+                    {"read": boxes, "op": op})
 
 
 @question_type("scatter_top", "the labelled point highest on the y axis (OCR of the point labels)", _is("scatter"))
@@ -529,13 +531,10 @@ def _panel_extremum(chart: RenderedChart, rng: random.Random) -> Question | None
     values = table.series[table.series_names[0]]
     if not _distinct(values):
         return None
-    highest = rng.random() < 0.5
-    answer = (max if highest else min)(table.categories, key=table.value)
-    word = "highest" if highest else "lowest"
+    answer, word, op = _extreme(table, rng)
     return Question("panel_extremum", f"In the panel titled '{table.title}', which {_noun(table)} has the {word} "
                     "value?", answer, ["ZoomInSubfigure", "OCR"],
-                    {"view": {"tool": "ZoomInSubfigure", "description": table.title}, "read": boxes,
-                     "op": {"name": "argmax" if highest else "argmin"}})
+                    {"view": {"tool": "ZoomInSubfigure", "description": table.title}, "read": boxes, "op": op})
 
 
 def _around(chart: RenderedChart, box: Box, margin: int = 24) -> list[int]:
