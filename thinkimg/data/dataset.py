@@ -34,35 +34,30 @@ class DatasetError(ValueError):
     """A dataset file is missing or malformed; the message names the file, the line and the field."""
 
 
-class QARecord(BaseModel):
+class _Record(BaseModel):
+    """What every record says about its question."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    question: str
+    answer: str
+    question_type: str
+    chart_kind: str = ""
+    chart_id: str = ""
+    source: str = ""
+    tools: list[str] = []
+
+
+class QARecord(_Record):
     """One question on one image (the ``rl`` and ``eval`` splits; imported benchmarks too)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    id: str
     image: str
-    question: str
-    answer: str
-    question_type: str
-    chart_kind: str = ""
-    chart_id: str = ""
-    source: str = ""
-    tools: list[str] = []
 
 
-class SFTRecord(BaseModel):
+class SFTRecord(_Record):
     """One verified trajectory (the ``sft`` split)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    id: str
-    question: str
-    answer: str
-    question_type: str
-    chart_kind: str = ""
-    chart_id: str = ""
-    source: str = ""
-    tools: list[str] = []
     conversation: str
     images: list[str]
 

@@ -501,6 +501,11 @@ def _title(chart: RenderedChart, rng: random.Random) -> Question | None:
 # ------------------------------------------------------------------------------------------ multi-panel figures
 
 
+def _zoom(table: Table) -> dict[str, str]:
+    """The view that zooms into the panel showing ``table`` (named by its title)."""
+    return {"tool": "ZoomInSubfigure", "description": table.title}
+
+
 def _panel_pick(chart: RenderedChart, rng: random.Random) -> tuple[Table, dict] | None:
     table = rng.choice(_tables(chart))
     boxes = _reads(chart, table, panel=table.title)
@@ -517,7 +522,7 @@ def _panel_value(chart: RenderedChart, rng: random.Random) -> Question | None:
     cat = rng.choice(table.categories)
     return Question("panel_value", f"In the panel titled '{table.title}', what is the value of {cat}?",
                     format_number(table.value(cat)), ["ZoomInSubfigure", "OCR"],
-                    {"view": {"tool": "ZoomInSubfigure", "description": table.title}, "read": {cat: boxes[cat]},
+                    {"view": _zoom(table), "read": {cat: boxes[cat]},
                      "op": {"name": "lookup", "key": cat}})
 
 
@@ -534,7 +539,7 @@ def _panel_extremum(chart: RenderedChart, rng: random.Random) -> Question | None
     answer, word, op = _extreme(table, rng)
     return Question("panel_extremum", f"In the panel titled '{table.title}', which {_noun(table)} has the {word} "
                     "value?", answer, ["ZoomInSubfigure", "OCR"],
-                    {"view": {"tool": "ZoomInSubfigure", "description": table.title}, "read": boxes, "op": op})
+                    {"view": _zoom(table), "read": boxes, "op": op})
 
 
 def _around(chart: RenderedChart, box: Box, margin: int = 24) -> list[int]:
