@@ -20,7 +20,8 @@ from thinkimg.data.dataset import SFTRecord, load_conversation, read_split, writ
 from thinkimg.data.render import render_bar_chart
 from thinkimg.tools import InProcessToolClient
 from thinkimg.train.chat import SFTRenderer, render, tool_system_text
-from thinkimg.train.sft import SFTError, SFTParams, load_params, sft_dataset, train_sft
+from thinkimg.train.common import TrainError
+from thinkimg.train.sft import SFTParams, load_params, sft_dataset, train_sft
 from thinkimg.train.tiny import build_tiny_model, trl_chat_template
 
 VISION_TOKENS = ["<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|video_pad|>"]
@@ -316,19 +317,19 @@ def test_lora_trains_and_saves_a_merged_model(tiny, dataset, tmp_path):
 
 
 def test_clear_errors_for_missing_inputs_and_empty_splits(tiny, dataset, tmp_path):
-    with pytest.raises(SFTError, match="model folder not found"):
+    with pytest.raises(TrainError, match="model folder not found"):
         train_sft(_params(tmp_path / "nope", dataset, tmp_path / "o"), mlflow_run=False)
-    with pytest.raises(SFTError, match="dataset folder not found"):
+    with pytest.raises(TrainError, match="dataset folder not found"):
         train_sft(_params(tiny, tmp_path / "nope", tmp_path / "o"), mlflow_run=False)
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "sft.jsonl").write_text("")
-    with pytest.raises(SFTError, match="no trajectories"):
+    with pytest.raises(TrainError, match="no trajectories"):
         train_sft(_params(tiny, empty, tmp_path / "o"), mlflow_run=False)
-    with pytest.raises(SFTError, match="3 longer than max_length=64"):
+    with pytest.raises(TrainError, match="3 longer than max_length=64"):
         train_sft(_params(tiny, dataset, tmp_path / "o", max_length=64), mlflow_run=False)
     if not torch.cuda.is_available():
-        with pytest.raises(SFTError, match="bf16"):
+        with pytest.raises(TrainError, match="bf16"):
             train_sft(_params(tiny, dataset, tmp_path / "o", bf16=True), mlflow_run=False)
 
 

@@ -13,7 +13,6 @@ data position restored); the final model and processor are saved into ``<out>`` 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -23,11 +22,13 @@ from pydantic import Field
 
 from thinkimg import tracking
 from thinkimg.config import StrictModel, load_yaml
+from thinkimg.train.common import (TrainError, check_dataset_dir, check_deepspeed, check_model_dir, checkpoint_step,
+                                   lora_config, prepare_out, use_bf16)
 
 EXPERIMENT = "sft"
 
 
-class SFTError(ValueError):
+class SFTError(TrainError):
     """SFT cannot start: a missing model or dataset folder, an empty split, unusable settings."""
 
 
@@ -62,6 +63,8 @@ class SFTParams(StrictModel):
     bf16: bool | None = None
     #: Trajectories used (the first ones of the split); 0: all.
     limit: int = Field(0, ge=0)
+    #: A DeepSpeed JSON config (configs/deepspeed/zero2.json, zero3.json); needs the ``deepspeed`` extra.
+    deepspeed: Path | None = None
 
 
 def load_params(path: str | Path) -> SFTParams:
@@ -110,15 +113,6 @@ def sft_dataset(records: list[dict[str, Any]], root: Path, renderer):
     return dataset
 
 
-def _use_bf16(setting: bool | None) -> bool:
-    import torch
-
-    available = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if setting and not available:
-        raise SFTError("bf16: true needs a GPU with bf16 support; set sft.bf16 to false (or leave it unset) on CPU")
-    return available if setting is None else setting
-
-
 def _config(params: SFTParams, *, report_to: list[str]):
     import torch
     from trl import SFTConfig
@@ -139,7 +133,8 @@ def _config(params: SFTParams, *, report_to: list[str]):
         save_steps=params.save_steps,
         save_total_limit=params.save_total_limit,
         gradient_checkpointing=params.gradient_checkpointing,
-        bf16=_use_bf16(params.bf16),
+        bf16=use_bf16(params.bf16, "sft"),
+        deepspeed=check_deepspeed(params.deepspeed),
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         remove_unused_columns=False,  # the rows are built by the dataset's transform from columns no model takes
@@ -148,44 +143,16 @@ def _config(params: SFTParams, *, report_to: list[str]):
     )
 
 
-def _lora_config(params: SFTParams):
-    from peft import LoraConfig
-
-    return LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=params.lora_dropout,
-                      target_modules="all-linear", task_type="CAUSAL_LM")
-
-
-def _check_inputs(params: SFTParams) -> None:
-    if not (params.model / "config.json").is_file():
-        raise SFTError(f"{params.model}: model folder not found (expected a save_pretrained checkpoint with "
-                       "config.json and its processor)")
-    if not params.dataset.is_dir():
-        raise SFTError(f"{params.dataset}: dataset folder not found (build it with `thinkimg data curate`)")
-
-
-def _prepare_out(out: Path, resume: bool) -> str | None:
-    """The checkpoint to resume from, if any; without ``resume`` an earlier run's checkpoints are removed."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    out.mkdir(parents=True, exist_ok=True)
-    last = get_last_checkpoint(str(out))
-    if resume or last is None:
-        return last
-    for folder in out.glob("checkpoint-*"):
-        if folder.is_dir():
-            shutil.rmtree(folder)
-    return None
-
-
 def train_sft(params: SFTParams, *, resume: bool = True, mlflow_run: bool = True) -> dict[str, Any]:
     """Fine-tune ``params.model`` on the ``sft`` split of ``params.dataset``; save the result into ``params.out``.
 
     ``resume`` continues from the last checkpoint in ``out`` (else starts over, removing old checkpoints).
     ``mlflow_run`` logs params and per-step metrics into a new run of the ``sft`` experiment
     (:mod:`thinkimg.tracking`). Returns a summary: TRL's train metrics, steps, seconds per step, counts, paths."""
-    _check_inputs(params)
+    check_model_dir(params.model)
+    check_dataset_dir(params.dataset)
     import torch
-    from transformers import AutoModelForImageTextToText, TrainerState
+    from transformers import AutoModelForImageTextToText
     from trl import SFTTrainer
 
     from thinkimg.agent.env import ChartToolEnv
@@ -200,14 +167,13 @@ def train_sft(params: SFTParams, *, resume: bool = True, mlflow_run: bool = True
         raise SFTError(f"{params.dataset / 'sft.jsonl'}: no trajectories to train on ({too_long} longer than "
                        f"max_length={params.max_length} tokens were skipped)")
     config = _config(params, report_to=["mlflow"] if mlflow_run else [])
-    checkpoint = _prepare_out(params.out, resume)
+    checkpoint = prepare_out(params.out, resume)
     model = AutoModelForImageTextToText.from_pretrained(str(params.model), dtype=torch.float32)
     trainer = SFTTrainer(model=model, args=config, train_dataset=sft_dataset(records, params.dataset, renderer),
-                         processing_class=processor, peft_config=_lora_config(params) if params.lora else None)
+                         processing_class=processor, peft_config=lora_config(params.lora_r, params.lora_alpha, params.lora_dropout) if params.lora else None)
     summary: dict[str, Any] = {"trajectories": len(records), "skipped_too_long": too_long,
                                "resumed_from": checkpoint, "out": str(params.out)}
-    start_step = 0 if checkpoint is None else TrainerState.load_from_json(
-        str(Path(checkpoint) / "trainer_state.json")).global_step
+    start_step = checkpoint_step(checkpoint)
 
     run = tracking.start_run(experiment=EXPERIMENT, run_name="sft", params={"sft": params.model_dump(mode="json")},
                              tags={"resumed_from": checkpoint or ""}) if mlflow_run else nullcontext()

@@ -1,0 +1,272 @@
+"""GRPO with the chart tools in the loop: TRL ``GRPOTrainer(environment_factory=ChartToolEnv)``.
+
+Each rollout is an episode of :class:`~thinkimg.agent.env.ChartToolEnv`, the environment evaluation uses: the prompt
+is the chart and the question of a row of the dataset's ``rl`` split, rendered with the tool block (the same bytes
+SFT trained on); the model's tool calls run through the episode's ToolClient (the tool server when
+``grpo.tool_server_url`` or ``THINKIMG_TOOL_SERVER_URL`` is set, else in-process) behind a result cache keyed by
+(tool, arguments, image content), so the G generations of a prompt pay for OCR once. Images a tool returns reach the
+next turn and the loss forward; every model turn is trained and tool-result tokens are masked (TRL's tool loop).
+Rewards: :mod:`thinkimg.train.rewards`, weighted from params.
+
+Rollout backends: ``hf`` (transformers ``generate``, CPU or GPU), ``vllm_colocate`` (vLLM inside the training
+process, GPU) and ``vllm_server`` (a ``trl vllm-serve`` process). vLLM needs the ``gpu`` extra.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from thinkimg import tracking
+from thinkimg.config import StrictModel, ToolsConfig, load_yaml
+from thinkimg.train.common import (TrainError, check_dataset_dir, check_deepspeed, check_model_dir, checkpoint_step,
+                                   lora_config, prepare_out, use_bf16)
+from thinkimg.train.rewards import REWARDS, reward_funcs
+
+EXPERIMENT = "grpo"
+#: Tokens a policy must never generate: an image span it writes itself breaks the next forward
+#: ("image features and image tokens do not match").
+VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+
+
+class GRPOParams(StrictModel):
+    """The ``grpo`` section of ``params.yaml``."""
+
+    #: The starting model (normally the SFT output).
+    model: Path
+    dataset: Path = Path("artifacts/datasets/charts")
+    split: Literal["rl", "eval", "sft"] = "rl"
+    out: Path = Path("artifacts/models/grpo")
+    #: Optimizer steps; 0 trains for ``epochs`` instead.
+    max_steps: int = Field(0, ge=0)
+    epochs: float = Field(1.0, gt=0)
+    learning_rate: float = Field(1e-6, gt=0, le=1.0)
+    #: Rollouts per prompt (the group whose rewards are compared).
+    num_generations: int = Field(8, ge=2, le=1024)
+    #: Rollouts per device per step; a multiple of ``num_generations`` (prompts per step = this / num_generations).
+    per_device_batch_size: int = Field(8, ge=1, le=4096)
+    gradient_accumulation_steps: int = Field(1, ge=1, le=4096)
+    #: Tokens of a whole rollout after the prompt: model turns + tool results (images expanded).
+    max_completion_length: int = Field(1024, ge=16)
+    #: Tool-calling rounds per rollout.
+    max_tool_calls: int = Field(4, ge=0, le=64)
+    temperature: float = Field(1.0, gt=0, le=10)
+    #: KL coefficient against the starting model (0: no reference model kept).
+    beta: float = Field(0.0, ge=0)
+    #: Reward weights by name: correctness (eval metric), format, tool_use (see thinkimg.train.rewards).
+    rewards: dict[str, float] = Field(default_factory=lambda: {"correctness": 1.0, "format": 0.2, "tool_use": 0.1})
+    metric: Literal["relaxed_accuracy", "exact_match"] = "relaxed_accuracy"
+    rollout_backend: Literal["hf", "vllm_colocate", "vllm_server"] = "hf"
+    #: ``vllm_server``: the ``trl vllm-serve`` URL.
+    vllm_server_url: str | None = None
+    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
+    #: The tool server (comma-separated replicas); None: ``THINKIMG_TOOL_SERVER_URL`` or the tools in-process.
+    tool_server_url: str | None = None
+    #: Tools config for the in-process tools.
+    tools_config: Path | None = Path("configs/tools.yaml")
+    #: Tool results cached (entries); 0 disables the cache.
+    tool_cache_entries: int = Field(8192, ge=0)
+    seed: int = Field(0, ge=0)
+    logging_steps: int = Field(1, ge=1)
+    save_steps: int = Field(50, ge=1)
+    save_total_limit: int = Field(2, ge=1)
+    lora: bool = False
+    lora_r: int = Field(16, ge=1, le=1024)
+    lora_alpha: float = Field(32.0, gt=0)
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    gradient_checkpointing: bool = False
+    bf16: bool | None = None
+    deepspeed: Path | None = None
+    #: Questions used (the first ones of the split); 0: all.
+    limit: int = Field(0, ge=0)
+    #: Log sample rollouts to MLflow (TRL's completions table).
+    log_completions: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> GRPOParams:
+        if self.per_device_batch_size * self.gradient_accumulation_steps % self.num_generations:
+            raise ValueError(f"per_device_batch_size * gradient_accumulation_steps "
+                             f"({self.per_device_batch_size} * {self.gradient_accumulation_steps}) must be a multiple "
+                             f"of num_generations ({self.num_generations})")
+        unknown = sorted(set(self.rewards) - set(REWARDS))
+        if unknown:
+            raise ValueError(f"unknown reward(s) {unknown} in rewards; known: {', '.join(REWARDS)}")
+        if not any(self.rewards.values()):
+            raise ValueError("rewards: every weight is 0; give correctness, format or tool_use a weight")
+        if self.rollout_backend == "vllm_server" and not self.vllm_server_url:
+            raise ValueError("rollout_backend vllm_server needs vllm_server_url (the `trl vllm-serve` address)")
+        return self
+
+
+def load_params(path: str | Path) -> GRPOParams:
+    """The ``grpo`` section of a params file (errors name the file and the field)."""
+    return load_yaml(path, GRPOParams, section="grpo")
+
+
+def rl_dataset(params: GRPOParams):
+    """The prompts: one row per question with ``prompt`` (the question as the user's turn; TRL puts the image before
+    it), ``image`` (PIL), ``answer`` and the question's metadata (TRL passes the row to ``ChartToolEnv.reset``)."""
+    from thinkimg.data.dataset import load_split
+
+    dataset = load_split(params.dataset, params.split)
+    if params.limit:
+        dataset = dataset.select(range(min(params.limit, len(dataset))))
+    if len(dataset) == 0:
+        raise TrainError(f"{params.dataset / (params.split + '.jsonl')}: no questions to train on")
+    return dataset.map(lambda row: {"prompt": [{"role": "user", "content": row["question"]}]})
+
+
+def tool_client(params: GRPOParams):
+    """The ToolClient rollouts call through: the tool server or in-process tools, behind the result cache."""
+    from thinkimg.tools import CachedToolClient, InProcessToolClient
+
+    if params.tool_server_url:
+        from thinkimg.server.client import HTTPToolClient
+
+        client = HTTPToolClient([u.strip() for u in params.tool_server_url.split(",") if u.strip()])
+    else:
+        import os
+
+        if os.environ.get("THINKIMG_TOOL_SERVER_URL"):
+            from thinkimg.agent.env import default_client
+
+            client = default_client()
+        else:
+            config = load_yaml(params.tools_config, ToolsConfig) if params.tools_config else ToolsConfig()
+            client = InProcessToolClient(config)
+    return CachedToolClient(client, params.tool_cache_entries) if params.tool_cache_entries else client
+
+
+def environment_factory(client):
+    """A factory of ChartToolEnv episodes sharing ``client`` (TRL builds one per concurrent rollout)."""
+    from thinkimg.agent.env import ChartToolEnv
+
+    def make() -> ChartToolEnv:
+        return ChartToolEnv(client)
+
+    return make
+
+
+def _check_backend(params: GRPOParams) -> None:
+    if params.rollout_backend == "hf":
+        return
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        raise TrainError(f"rollout_backend {params.rollout_backend} needs vLLM: pip install -e '.[gpu]' on a CUDA "
+                         "machine (or set grpo.rollout_backend: hf)") from None
+
+
+def grpo_config(params: GRPOParams, processor: Any, *, report_to: list[str], reward_weights: list[float]):
+    """TRL's ``GRPOConfig`` for ``params``."""
+    import torch
+    from trl import GRPOConfig
+
+    tokenizer = getattr(processor, "tokenizer", processor)
+    banned = [[tokenizer.convert_tokens_to_ids(t)] for t in VISION_TOKENS if t in tokenizer.get_vocab()]
+    vllm = params.rollout_backend != "hf"
+    return GRPOConfig(
+        output_dir=str(params.out),
+        max_steps=params.max_steps or -1,
+        num_train_epochs=params.epochs,
+        learning_rate=params.learning_rate,
+        per_device_train_batch_size=params.per_device_batch_size,
+        gradient_accumulation_steps=params.gradient_accumulation_steps,
+        num_generations=params.num_generations,
+        max_completion_length=params.max_completion_length,
+        max_tool_calling_iterations=params.max_tool_calls,
+        temperature=params.temperature,
+        beta=params.beta,
+        reward_weights=reward_weights,
+        generation_kwargs=None if vllm else {"bad_words_ids": banned},
+        use_vllm=vllm,
+        vllm_mode="server" if params.rollout_backend == "vllm_server" else "colocate",
+        vllm_server_base_url=params.vllm_server_url if params.rollout_backend == "vllm_server" else None,
+        vllm_gpu_memory_utilization=params.vllm_gpu_memory_utilization,
+        seed=params.seed,
+        data_seed=params.seed,
+        logging_steps=params.logging_steps,
+        save_strategy="steps",
+        save_steps=params.save_steps,
+        save_total_limit=params.save_total_limit,
+        gradient_checkpointing=params.gradient_checkpointing,
+        bf16=use_bf16(params.bf16, "grpo"),
+        deepspeed=check_deepspeed(params.deepspeed),
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        log_completions=params.log_completions,
+        report_to=report_to,
+        run_name="grpo",
+    )
+
+
+def build_trainer(params: GRPOParams, *, resume: bool = True, mlflow_run: bool = True, trainer_cls: type | None = None,
+                  client=None) -> tuple[Any, dict[str, Any]]:
+    """The configured trainer and what it was built from (``checkpoint`` to resume from, ``client``, counts).
+
+    ``trainer_cls`` replaces ``GRPOTrainer`` (tests script the generation; the bench times its phases);
+    ``client`` replaces the ToolClient of :func:`tool_client`."""
+    check_model_dir(params.model)
+    check_dataset_dir(params.dataset)
+    _check_backend(params)
+    import os
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # environment_factory is experimental: trl is pinned
+    import torch
+    from transformers import AutoModelForImageTextToText
+    from trl import GRPOTrainer
+
+    from thinkimg.agent.policies.hf_processor import load_processor
+
+    processor = load_processor(params.model)
+    funcs, weights = reward_funcs(params.rewards, params.metric)
+    dataset = rl_dataset(params)
+    config = grpo_config(params, processor, report_to=["mlflow"] if mlflow_run else [], reward_weights=weights)
+    checkpoint = prepare_out(params.out, resume)
+    client = client if client is not None else tool_client(params)
+    model = AutoModelForImageTextToText.from_pretrained(str(params.model), dtype=torch.float32)
+    trainer = (trainer_cls or GRPOTrainer)(
+        model=model, reward_funcs=funcs, args=config, train_dataset=dataset, processing_class=processor,
+        environment_factory=environment_factory(client),
+        peft_config=lora_config(params.lora_r, params.lora_alpha, params.lora_dropout) if params.lora else None)
+    return trainer, {"checkpoint": checkpoint, "client": client, "processor": processor, "questions": len(dataset)}
+
+
+def train_grpo(params: GRPOParams, *, resume: bool = True, mlflow_run: bool = True, trainer_cls: type | None = None,
+               client=None) -> dict[str, Any]:
+    """Train ``params.model`` with GRPO on the ``rl`` split; save the result into ``params.out``.
+
+    ``resume`` continues from the last checkpoint in ``out`` (else starts over). With ``mlflow_run`` params and
+    per-step metrics (each reward, tool-call frequency and failure rate, KL, completion length) go to a new run of
+    the ``grpo`` experiment. Returns a summary: TRL's train metrics, steps, seconds per step, tool cache counts."""
+    trainer, built = build_trainer(params, resume=resume, mlflow_run=mlflow_run, trainer_cls=trainer_cls,
+                                   client=client)
+    checkpoint, client = built["checkpoint"], built["client"]
+    start_step = checkpoint_step(checkpoint)
+    summary: dict[str, Any] = {"questions": built["questions"], "resumed_from": checkpoint, "out": str(params.out)}
+    run = tracking.start_run(experiment=EXPERIMENT, run_name="grpo", params={"grpo": params.model_dump(mode="json")},
+                             tags={"resumed_from": checkpoint or ""}) if mlflow_run else nullcontext()
+    try:
+        with run as active:
+            start = time.perf_counter()
+            result = trainer.train(resume_from_checkpoint=checkpoint)
+            seconds = time.perf_counter() - start
+            steps = trainer.state.global_step - start_step
+            summary.update(result.metrics, global_step=trainer.state.global_step, steps=steps,
+                           s_per_step=seconds / steps if steps else None)
+            if hasattr(client, "hits"):
+                summary.update(tool_cache_hits=client.hits, tool_cache_misses=client.misses)
+            if active is not None:
+                tracking.log_metrics({k: summary.get(k) for k in ("s_per_step", "tool_cache_hits",
+                                                                  "tool_cache_misses")})
+                summary["mlflow_run_id"] = active.info.run_id
+        final = trainer.model.merge_and_unload() if params.lora else trainer.model
+        final.save_pretrained(str(params.out))
+        built["processor"].save_pretrained(str(params.out))
+    finally:
+        client.close()
+    return summary
