@@ -16,6 +16,8 @@ tools_app = typer.Typer(help="The vision tools and the tool server.", no_args_is
 app.add_typer(tools_app, name="tools")
 data_app = typer.Typer(help="The chart data engine: curate datasets, import benchmarks.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+train_app = typer.Typer(help="Training: the base model, SFT on trajectories, GRPO with the tools.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
 
 DEFAULT_TOOLS_CONFIG = Path("configs/tools.yaml")
 
@@ -234,6 +236,73 @@ def data_import(
     except (BenchmarkImportError, TaskError, ValueError, OSError) as exc:
         _fail(str(exc))
     typer.echo(json.dumps(card, indent=2))
+
+
+def _write_summary(summary: dict, metrics: Optional[Path]) -> None:
+    text = json.dumps(summary, indent=2, default=str)
+    if metrics is not None:
+        metrics.parent.mkdir(parents=True, exist_ok=True)
+        metrics.write_text(text + "\n", encoding="utf-8")
+    typer.echo(text)
+
+
+@train_app.command("base-model")
+def train_base_model(
+    params: Path = typer.Option(Path("params.yaml"), help="Params file; its `model` section."),
+) -> None:
+    """Build the tiny Qwen2-VL model locally (or check the local checkpoint in model.pretrained)."""
+    from thinkimg.config import ConfigError
+    from thinkimg.train.base import load_params, prepare_base_model
+    from thinkimg.train.common import TrainError
+
+    try:
+        info = prepare_base_model(load_params(params))
+    except (ConfigError, TrainError, OSError) as exc:
+        _fail(str(exc))
+    _write_summary(info, None)
+
+
+@train_app.command("sft")
+def train_sft_command(
+    params: Path = typer.Option(Path("params.yaml"), help="Params file; its `sft` section."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start over instead of resuming from the last checkpoint."),
+    metrics: Optional[Path] = typer.Option(None, help="Also write the summary as JSON here."),
+    mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log params and per-step metrics to MLflow."),
+) -> None:
+    """Supervised fine-tuning on the verified tool trajectories of the dataset's sft split."""
+    from thinkimg.config import ConfigError
+    from thinkimg.train.common import TrainError
+    from thinkimg.train.sft import load_params, train_sft
+
+    try:
+        summary = train_sft(load_params(params), resume=not fresh, mlflow_run=mlflow)
+    except (ConfigError, TrainError, OSError) as exc:
+        _fail(str(exc))
+    _write_summary(summary, metrics)
+
+
+@train_app.command("grpo")
+def train_grpo_command(
+    params: Path = typer.Option(Path("params.yaml"), help="Params file; its `grpo` section."),
+    tool_server: Optional[str] = typer.Option(None, help="Tool server URL(s), comma-separated (default: grpo params, "
+                                                         "THINKIMG_TOOL_SERVER_URL, or in-process tools)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start over instead of resuming from the last checkpoint."),
+    metrics: Optional[Path] = typer.Option(None, help="Also write the summary as JSON here."),
+    mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log params and per-step metrics to MLflow."),
+) -> None:
+    """GRPO with the tools in the loop on the dataset's rl split."""
+    from thinkimg.config import ConfigError
+    from thinkimg.train.common import TrainError
+    from thinkimg.train.grpo import load_params, train_grpo
+
+    try:
+        cfg = load_params(params)
+        if tool_server:
+            cfg = cfg.model_copy(update={"tool_server_url": tool_server})
+        summary = train_grpo(cfg, resume=not fresh, mlflow_run=mlflow)
+    except (ConfigError, TrainError, OSError) as exc:
+        _fail(str(exc))
+    _write_summary(summary, metrics)
 
 
 @app.command("eval")

@@ -54,7 +54,17 @@ def _corpus(seed: int, template: str) -> list[str]:
                      f"{rng.randint(0, 999)}) <answer>{rng.randint(0, 500)}</answer>")
     texts.append(template)
     texts.append('<tool_call>\n{"name": "OCR", "arguments": {"image": "img_0"}}\n</tool_call>')
+    # The tool block every prompt carries (~5 kB of JSON schema): merges learnt on it shorten every sequence by ~30 %.
+    texts.extend([_tool_block_text()] * 20)
     return texts
+
+
+def _tool_block_text() -> str:
+    """The tool schemas as the prompts carry them (JSON), from the tool registry."""
+    from thinkimg.agent.env import ChartToolEnv
+    from thinkimg.agent.rollout import tool_schemas
+
+    return "\n".join(json.dumps(schema) for schema in tool_schemas(ChartToolEnv()))
 
 
 def build_tokenizer(seed: int = 0, vocab_size: int = 2048):
