@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e '.[dev,tesseract]'
+	$(PIP) install -q -e '.[dev,tesseract,deepspeed]'
 	touch $(STAMP)
 
 # data/ (the source tables) is tracked by data.dvc; a fresh clone pulls it from the in-repo remote .dvc/remote.

@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "learning.json")
     ap.add_argument("--max-rounds", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--stages", default="base,sft,grpo", help="comma-separated stages to evaluate")
     args = ap.parse_args()
 
     model = load_yaml(args.params, ModelParams, section="model")
@@ -51,7 +52,12 @@ def main() -> None:
     stages = {"base": model.pretrained or model.out, "sft": sft.out, "grpo": grpo.out}
     rows = load_task("charts", path=sft.dataset, split="eval", n=args.n)
     table = {}
+    previous = json.loads(args.out.read_text())["stages"] if args.out.is_file() else {}
     for stage, path in stages.items():
+        if stage not in args.stages.split(","):
+            if stage in previous:
+                table[stage] = previous[stage]
+            continue
         if not (Path(path) / "config.json").is_file():
             print(f"{stage}: {path} not found, skipped")
             continue

@@ -239,8 +239,10 @@ def data_import(
 
 
 def _write_summary(summary: dict, metrics: Optional[Path]) -> None:
+    from thinkimg.train.common import is_main_process
+
     text = json.dumps(summary, indent=2, default=str)
-    if metrics is not None:
+    if metrics is not None and is_main_process():
         metrics.parent.mkdir(parents=True, exist_ok=True)
         metrics.write_text(text + "\n", encoding="utf-8")
     typer.echo(text)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,11 @@ def check_dataset_dir(path: Path) -> None:
         raise TrainError(f"{path}: dataset folder not found (build it with `thinkimg data curate`)")
 
 
+def is_main_process() -> bool:
+    """True on the process that writes shared files (rank 0 of a torchrun/accelerate launch, or a plain run)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def use_bf16(setting: bool | None, section: str) -> bool:
     """bf16 where asked for, or by default where the GPU supports it (off on CPU, 2-4x slower there)."""
     import torch
@@ -40,8 +47,8 @@ def prepare_out(out: Path, resume: bool) -> str | None:
 
     out.mkdir(parents=True, exist_ok=True)
     last = get_last_checkpoint(str(out))
-    if resume or last is None:
-        return last
+    if resume or last is None or not is_main_process():
+        return last if resume else None
     for folder in out.glob("checkpoint-*"):
         if folder.is_dir():
             shutil.rmtree(folder)
@@ -64,14 +71,32 @@ def lora_config(r: int, alpha: float, dropout: float) -> Any:
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules="all-linear", task_type="CAUSAL_LM")
 
 
-def check_deepspeed(config: Path | None) -> str | None:
-    """The DeepSpeed JSON config path as a string, after checking it exists and deepspeed imports."""
+def check_deepspeed(config: Path | None, lora: bool = False) -> str | None:
+    """The DeepSpeed JSON config path as a string, after checking it exists, parses, and deepspeed imports."""
     if config is None:
         return None
     if not Path(config).is_file():
         raise TrainError(f"{config}: DeepSpeed config not found (see configs/deepspeed/)")
     try:
+        stage = json.loads(Path(config).read_text(encoding="utf-8")).get("zero_optimization", {}).get("stage", 0)
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise TrainError(f"{config}: not a DeepSpeed JSON config ({exc})") from None
+    if lora and stage == 3:
+        raise TrainError(f"{config}: LoRA with ZeRO-3 is not supported (merging sharded adapters); use ZeRO-2")
+    try:
         import deepspeed  # noqa: F401
     except ImportError:
         raise TrainError("deepspeed is not installed: pip install -e '.[deepspeed]'") from None
     return str(config)
+
+
+def save_final(trainer: Any, processor: Any, out: Path, lora: bool) -> None:
+    """Save the trained model (LoRA merged; ZeRO-3 shards gathered by the trainer) and its processor into ``out``,
+    written by the main process only."""
+    if lora:
+        if trainer.is_world_process_zero():
+            trainer.model.merge_and_unload().save_pretrained(str(out))
+    else:
+        trainer.save_model(str(out))
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(str(out))

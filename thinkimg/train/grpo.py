@@ -24,7 +24,7 @@ from pydantic import Field, model_validator
 from thinkimg import tracking
 from thinkimg.config import StrictModel, ToolsConfig, load_yaml
 from thinkimg.train.common import (TrainError, check_dataset_dir, check_deepspeed, check_model_dir, checkpoint_step,
-                                   lora_config, prepare_out, use_bf16)
+                                   is_main_process, lora_config, prepare_out, save_final, use_bf16)
 from thinkimg.train.rewards import REWARDS, reward_funcs
 
 EXPERIMENT = "grpo"
@@ -44,6 +44,9 @@ class GRPOParams(StrictModel):
     #: Optimizer steps; 0 trains for ``epochs`` instead.
     max_steps: int = Field(0, ge=0)
     epochs: float = Field(1.0, gt=0)
+    #: Learning-rate schedule (transformers names: linear, cosine, constant_with_warmup, ...) and warmup share.
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     learning_rate: float = Field(1e-6, gt=0, le=1.0)
     #: Rollouts per prompt (the group whose rewards are compared).
     num_generations: int = Field(8, ge=2, le=1024)
@@ -174,6 +177,8 @@ def grpo_config(params: GRPOParams, processor: Any, *, report_to: list[str], rew
         max_steps=params.max_steps or -1,
         num_train_epochs=params.epochs,
         learning_rate=params.learning_rate,
+        lr_scheduler_type=params.lr_scheduler,
+        warmup_steps=params.warmup_ratio,
         per_device_train_batch_size=params.per_device_batch_size,
         gradient_accumulation_steps=params.gradient_accumulation_steps,
         num_generations=params.num_generations,
@@ -195,7 +200,7 @@ def grpo_config(params: GRPOParams, processor: Any, *, report_to: list[str], rew
         save_total_limit=params.save_total_limit,
         gradient_checkpointing=params.gradient_checkpointing,
         bf16=use_bf16(params.bf16, "grpo"),
-        deepspeed=check_deepspeed(params.deepspeed),
+        deepspeed=check_deepspeed(params.deepspeed, params.lora),
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         log_completions=params.log_completions,
@@ -249,7 +254,8 @@ def train_grpo(params: GRPOParams, *, resume: bool = True, mlflow_run: bool = Tr
     start_step = checkpoint_step(checkpoint)
     summary: dict[str, Any] = {"questions": built["questions"], "resumed_from": checkpoint, "out": str(params.out)}
     run = tracking.start_run(experiment=EXPERIMENT, run_name="grpo", params={"grpo": params.model_dump(mode="json")},
-                             tags={"resumed_from": checkpoint or ""}) if mlflow_run else nullcontext()
+                             tags={"resumed_from": checkpoint or ""}) if mlflow_run and is_main_process() \
+        else nullcontext()
     try:
         with run as active:
             start = time.perf_counter()
@@ -264,9 +270,7 @@ def train_grpo(params: GRPOParams, *, resume: bool = True, mlflow_run: bool = Tr
                 tracking.log_metrics({k: summary.get(k) for k in ("s_per_step", "tool_cache_hits",
                                                                   "tool_cache_misses")})
                 summary["mlflow_run_id"] = active.info.run_id
-        final = trainer.model.merge_and_unload() if params.lora else trainer.model
-        final.save_pretrained(str(params.out))
-        built["processor"].save_pretrained(str(params.out))
+        save_final(trainer, built["processor"], params.out, params.lora)
     finally:
         client.close()
     return summary

@@ -16,14 +16,14 @@ import json
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
 from thinkimg import tracking
 from thinkimg.config import StrictModel, load_yaml
 from thinkimg.train.common import (TrainError, check_dataset_dir, check_deepspeed, check_model_dir, checkpoint_step,
-                                   lora_config, prepare_out, use_bf16)
+                                   is_main_process, lora_config, prepare_out, save_final, use_bf16)
 
 EXPERIMENT = "sft"
 
@@ -43,6 +43,9 @@ class SFTParams(StrictModel):
     #: Optimizer steps; 0 trains for ``epochs`` instead.
     max_steps: int = Field(0, ge=0)
     epochs: float = Field(1.0, gt=0)
+    #: Learning-rate schedule (transformers names: linear, cosine, constant_with_warmup, ...) and warmup share.
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     learning_rate: float = Field(1e-5, gt=0, le=1.0)
     #: On CPU keep 1 and raise ``gradient_accumulation_steps``: a padded batch leaves SDPA's causal fast path.
     per_device_batch_size: int = Field(1, ge=1, le=1024)
@@ -122,6 +125,8 @@ def _config(params: SFTParams, *, report_to: list[str]):
         max_steps=params.max_steps or -1,
         num_train_epochs=params.epochs,
         learning_rate=params.learning_rate,
+        lr_scheduler_type=params.lr_scheduler,
+        warmup_steps=params.warmup_ratio,
         per_device_train_batch_size=params.per_device_batch_size,
         gradient_accumulation_steps=params.gradient_accumulation_steps,
         max_length=None,  # TRL truncates at 1024 by default, which can cut an image span; see fitting_records
@@ -134,7 +139,7 @@ def _config(params: SFTParams, *, report_to: list[str]):
         save_total_limit=params.save_total_limit,
         gradient_checkpointing=params.gradient_checkpointing,
         bf16=use_bf16(params.bf16, "sft"),
-        deepspeed=check_deepspeed(params.deepspeed),
+        deepspeed=check_deepspeed(params.deepspeed, params.lora),
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         remove_unused_columns=False,  # the rows are built by the dataset's transform from columns no model takes
@@ -170,13 +175,15 @@ def train_sft(params: SFTParams, *, resume: bool = True, mlflow_run: bool = True
     checkpoint = prepare_out(params.out, resume)
     model = AutoModelForImageTextToText.from_pretrained(str(params.model), dtype=torch.float32)
     trainer = SFTTrainer(model=model, args=config, train_dataset=sft_dataset(records, params.dataset, renderer),
-                         processing_class=processor, peft_config=lora_config(params.lora_r, params.lora_alpha, params.lora_dropout) if params.lora else None)
+                         processing_class=processor, peft_config=lora_config(params.lora_r, params.lora_alpha, params.lora_dropout)
+                         if params.lora else None)
     summary: dict[str, Any] = {"trajectories": len(records), "skipped_too_long": too_long,
                                "resumed_from": checkpoint, "out": str(params.out)}
     start_step = checkpoint_step(checkpoint)
 
     run = tracking.start_run(experiment=EXPERIMENT, run_name="sft", params={"sft": params.model_dump(mode="json")},
-                             tags={"resumed_from": checkpoint or ""}) if mlflow_run else nullcontext()
+                             tags={"resumed_from": checkpoint or ""}) if mlflow_run and is_main_process() \
+        else nullcontext()
     with run as active:
         start = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=checkpoint)
@@ -188,7 +195,5 @@ def train_sft(params: SFTParams, *, resume: bool = True, mlflow_run: bool = True
             tracking.log_metrics({k: summary[k] for k in ("trajectories", "skipped_too_long", "s_per_step")})
             summary["mlflow_run_id"] = active.info.run_id
 
-    final = trainer.model.merge_and_unload() if params.lora else trainer.model
-    final.save_pretrained(str(params.out))
-    processor.save_pretrained(str(params.out))
+    save_final(trainer, processor, params.out, params.lora)
     return summary
