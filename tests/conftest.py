@@ -83,3 +83,50 @@ def http_client(tool_server):
 
     with HTTPToolClient(tool_server.url) as client:
         yield client
+
+
+# -- SFT datasets for the training tests ---------------------------------------------------------------------------
+
+#: OCR text the training tests use instead of running the engine.
+CANNED_OCR = '"Online sales" [60, 8, 220, 30]\n"2019" [70, 300, 100, 318]\n"41" [75, 120, 95, 136]'
+
+
+def trajectory(client, chart, qid: str, question: str, calls: list[tuple[str, dict]], answer: str,
+               ocr_text: str = CANNED_OCR):
+    """A trajectory as the rollout loop records it: image tools run for real, OCR's text is ``ocr_text``."""
+    from thinkimg.agent.env import ChartToolEnv
+
+    env = ChartToolEnv(client)
+    env.reset(image=chart.image, question=question, id=qid)
+    conv = env.conversation
+    for name, arguments in calls:
+        conv.add_assistant("", [{"name": name, "arguments": arguments}])
+        if name == "OCR":
+            conv.add_tool(name, ocr_text)
+        else:
+            text = next(p["text"] for p in getattr(env, name)(**arguments) if p["type"] == "text")
+            conv.add_tool(name, text, env.calls[-1].output_image)
+    conv.add_assistant(f"<answer>{answer}</answer>")
+    return conv
+
+
+def write_sft_dataset(root: Path, conversations) -> Path:
+    """An ``sft.jsonl`` in the dataset format from (conversation, answer) pairs, images as PNGs under ``images/``."""
+    import json
+
+    from thinkimg.data.dataset import SFTRecord, write_jsonl
+
+    records = []
+    for conv, answer in conversations:
+        qid = conv.meta["id"]
+        files = {}
+        for ref, image in conv.images.items():
+            files[ref] = f"images/{qid}.{ref}.png"
+            (root / "images").mkdir(parents=True, exist_ok=True)
+            image.save(root / files[ref])
+        data = {"messages": conv.messages, "images": files, "meta": conv.meta}
+        question = conv.messages[0]["content"][1]["text"]
+        records.append(SFTRecord(id=qid, question=question, answer=answer, question_type="value",
+                                 conversation=json.dumps(data), images=list(files.values())))
+    write_jsonl(root / "sft.jsonl", records)
+    return root

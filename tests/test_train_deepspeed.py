@@ -40,9 +40,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import trajectory, write_sft_dataset
 
-from thinkimg.agent.env import ChartToolEnv
-from thinkimg.data.dataset import SFTRecord, write_jsonl
 from thinkimg.data.render import render_bar_chart
 from thinkimg.tools import InProcessToolClient
 from thinkimg.train.sft import SFTParams, train_sft
@@ -180,41 +179,6 @@ def test_the_documented_module_entry_point_runs_the_cli():
 # ------------------------------------------------------------------------------------------------ training fixtures
 
 
-def _trajectory(client, chart, qid: str, question: str, call: tuple[str, dict], tool_text: str | None, answer: str):
-    """One tool call then the answer, as the rollout loop records it (an image tool runs for real; OCR's text is
-    canned). A trimmed copy of tests/test_train_sft.py's ``_trajectory``."""
-    env = ChartToolEnv(client)
-    env.reset(image=chart.image, question=question, id=qid)
-    conv = env.conversation
-    name, arguments = call
-    conv.add_assistant("", [{"name": name, "arguments": arguments}])
-    if tool_text is not None:
-        conv.add_tool(name, tool_text)
-    else:
-        text = next(p["text"] for p in getattr(env, name)(**arguments) if p["type"] == "text")
-        conv.add_tool(name, text, env.calls[-1].output_image)
-    conv.add_assistant(f"<answer>{answer}</answer>")
-    return conv
-
-
-def _write_dataset(root: Path, conversations) -> Path:
-    """An ``sft.jsonl`` in the dataset format, images as PNG files (as tests/test_train_sft.py ``_write_dataset``)."""
-    records = []
-    for conv, answer in conversations:
-        qid = conv.meta["id"]
-        files = {}
-        for ref, image in conv.images.items():
-            files[ref] = f"images/{qid}.{ref}.png"
-            (root / "images").mkdir(parents=True, exist_ok=True)
-            image.save(root / files[ref])
-        data = {"messages": conv.messages, "images": files, "meta": conv.meta}
-        question = conv.messages[0]["content"][1]["text"]
-        records.append(SFTRecord(id=qid, question=question, answer=answer, question_type="value",
-                                 conversation=json.dumps(data), images=list(files.values())))
-    write_jsonl(root / "sft.jsonl", records)
-    return root
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("ds-tiny") / "model", seed=0, hidden_size=HIDDEN, num_layers=2)
@@ -226,12 +190,12 @@ def dataset(tmp_path_factory) -> Path:
     client = InProcessToolClient()
     chart = render_bar_chart({"A": 12.0, "B": 7.0, "C": 3.5}, title="Costs")
     conversations = [
-        (_trajectory(client, chart, "t0", "What is the title of the chart?", ("OCR", {"image": "img_0"}),
-                     '"Costs" [60, 8, 220, 30]', "Costs"), "Costs"),
-        (_trajectory(client, chart, "t1", "What is the value of B?",
-                     ("Crop", {"image": "img_0", "box": [40, 20, 400, 300]}), None, "7"), "7"),
+        (trajectory(client, chart, "t0", "What is the title of the chart?", [("OCR", {"image": "img_0"})], "Costs",
+                    ocr_text='"Costs" [60, 8, 220, 30]'), "Costs"),
+        (trajectory(client, chart, "t1", "What is the value of B?",
+                    [("Crop", {"image": "img_0", "box": [40, 20, 400, 300]})], "7"), "7"),
     ]
-    return _write_dataset(tmp_path_factory.mktemp("ds-data") / "charts", conversations)
+    return write_sft_dataset(tmp_path_factory.mktemp("ds-data") / "charts", conversations)
 
 
 def _free_port() -> int:

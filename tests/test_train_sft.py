@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import trajectory, write_sft_dataset
+
 from thinkimg.agent.conversation import Conversation
 from thinkimg.agent.env import ChartToolEnv
 from thinkimg.agent.policies.hf import conversation_images
 from thinkimg.agent.policies.hf_processor import load_processor
 from thinkimg.agent.rollout import tool_schemas
 from thinkimg.config import ConfigError
-from thinkimg.data.dataset import SFTRecord, load_conversation, read_split, write_jsonl
+from thinkimg.data.dataset import load_conversation, read_split
 from thinkimg.data.render import render_bar_chart
 from thinkimg.tools import InProcessToolClient
 from thinkimg.train.chat import SFTRenderer, render, tool_system_text
@@ -25,41 +27,6 @@ from thinkimg.train.sft import SFTParams, load_params, sft_dataset, train_sft
 from thinkimg.train.tiny import build_tiny_model, trl_chat_template
 
 VISION_TOKENS = ["<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|video_pad|>"]
-OCR_TEXT = '"Online sales" [60, 8, 220, 30]\n"2019" [70, 300, 100, 318]\n"41" [75, 120, 95, 136]'
-
-
-def _trajectory(client, chart, qid: str, question: str, calls: list[tuple[str, dict]], answer: str) -> Conversation:
-    """A trajectory as the rollout loop records it; image tools run for real, OCR's text is canned (no engine)."""
-    env = ChartToolEnv(client)
-    env.reset(image=chart.image, question=question, id=qid)
-    conv = env.conversation
-    for name, arguments in calls:
-        conv.add_assistant("", [{"name": name, "arguments": arguments}])
-        if name == "OCR":
-            conv.add_tool(name, OCR_TEXT)
-        else:
-            text = next(p["text"] for p in getattr(env, name)(**arguments) if p["type"] == "text")
-            conv.add_tool(name, text, env.calls[-1].output_image)
-    conv.add_assistant(f"<answer>{answer}</answer>")
-    return conv
-
-
-def _write_dataset(root: Path, conversations: list[tuple[Conversation, str]]) -> Path:
-    """An ``sft.jsonl`` in the dataset format, images as PNG files under ``images/``."""
-    records = []
-    for conv, answer in conversations:
-        qid = conv.meta["id"]
-        files = {}
-        for ref, image in conv.images.items():
-            files[ref] = f"images/{qid}.{ref}.png"
-            (root / "images").mkdir(parents=True, exist_ok=True)
-            image.save(root / files[ref])
-        data = {"messages": conv.messages, "images": files, "meta": conv.meta}
-        question = conv.messages[0]["content"][1]["text"]
-        records.append(SFTRecord(id=qid, question=question, answer=answer, question_type="value",
-                                 conversation=json.dumps(data), images=list(files.values())))
-    write_jsonl(root / "sft.jsonl", records)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -85,15 +52,15 @@ def dataset(tmp_path_factory) -> Path:
     charts = [render_bar_chart({"2019": 41.0, "2020": 27.5, "2021": 58.0}, title="Online sales"),
               render_bar_chart({"A": 12.0, "B": 7.0, "C": 3.5}, title="Costs")]
     conversations = [
-        (_trajectory(client, charts[0], "t0", "What is the value of 2020?",
+        (trajectory(client, charts[0], "t0", "What is the value of 2020?",
                      [("Crop", {"image": "img_0", "box": [0, 0, 300, 240]}),
                       ("DrawHorizontalLineByY", {"image": "img_1", "y": 120})], "27.5"), "27.5"),
-        (_trajectory(client, charts[0], "t1", "What is the title of the chart?", [("OCR", {"image": "img_0"})],
+        (trajectory(client, charts[0], "t1", "What is the title of the chart?", [("OCR", {"image": "img_0"})],
                      "Online sales"), "Online sales"),
-        (_trajectory(client, charts[1], "t2", "What is the value of B?",
+        (trajectory(client, charts[1], "t2", "What is the value of B?",
                      [("Crop", {"image": "img_0", "box": [40, 20, 400, 300]})], "7"), "7"),
     ]
-    return _write_dataset(tmp_path_factory.mktemp("sft-data") / "charts", conversations)
+    return write_sft_dataset(tmp_path_factory.mktemp("sft-data") / "charts", conversations)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from thinkimg.config import StrictModel, load_yaml
 from thinkimg.train.common import TrainError, check_model_dir
+from thinkimg.train.pretrain import PretrainParams
 
 
 class TinyModelParams(StrictModel):
@@ -41,6 +42,8 @@ class ModelParams(StrictModel):
     tiny: TinyModelParams = TinyModelParams()
     #: A real checkpoint folder (``save_pretrained`` layout with its processor); None builds the tiny model.
     pretrained: Path | None = None
+    #: The tiny model's warm start on the training trajectories' text (thinkimg.train.pretrain); 0 steps skips it.
+    pretrain: PretrainParams = PretrainParams()
 
 
 def load_params(path: str | Path) -> ModelParams:
@@ -55,16 +58,18 @@ def prepare_base_model(params: ModelParams) -> dict:
     if params.pretrained is None:
         path = build_tiny_model(params.out, seed=params.seed, **params.tiny.model_dump())
         info = {"kind": "tiny", "path": str(path), "seed": params.seed, **params.tiny.model_dump()}
+        import torch
+        from transformers import AutoModelForImageTextToText
+
+        model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=torch.float32)
+        info["parameters"] = sum(p.numel() for p in model.parameters())
+        if params.pretrain.steps:
+            from thinkimg.train.pretrain import pretrain
+
+            info["pretrain"] = pretrain(path, params.pretrain)
     else:
         info = {"kind": "pretrained", "path": str(params.pretrained), **check_checkpoint(params.pretrained)}
         params.out.mkdir(parents=True, exist_ok=True)
-    import torch
-    from transformers import AutoModelForImageTextToText
-
-    model = AutoModelForImageTextToText.from_pretrained(info["path"], dtype=torch.float32) \
-        if info["kind"] == "tiny" else None
-    if model is not None:
-        info["parameters"] = sum(p.numel() for p in model.parameters())
     (params.out / "base_model.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return info
 

@@ -1,0 +1,65 @@
+"""The tiny model's warm start (thinkimg.train.pretrain): trajectory text without the tool block or image spans,
+every token in the loss, the loss going down, the model saved in place, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import trajectory, write_sft_dataset
+
+from thinkimg.agent.policies.hf_processor import load_processor
+from thinkimg.data.render import render_bar_chart
+from thinkimg.tools import InProcessToolClient
+from thinkimg.train.base import ModelParams, prepare_base_model
+from thinkimg.train.common import TrainError
+from thinkimg.train.pretrain import PretrainParams, corpus
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    client = InProcessToolClient()
+    chart = render_bar_chart({"North": 41.0, "South": 27.0}, title="Sales")
+    conversations = [(trajectory(client, chart, f"t{i}", f"What is the value of {label}?", [("OCR", {"image": "img_0"})],
+                                 answer, ocr_text=f'"Sales" [9, 8, 60, 20]\n"{label}" [30, 90, 60, 99]\n"{answer}" '
+                                                  f'[33, 40, 50, 52]'), answer)
+                     for i, (label, answer) in enumerate([("North", "41"), ("South", "27")] * 8)]
+    return write_sft_dataset(tmp_path_factory.mktemp("pre-data") / "charts", conversations)
+
+
+def test_corpus_is_the_trajectory_text_without_tool_block_or_images(tmp_path, dataset):
+    model = prepare_base_model(ModelParams(out=tmp_path / "m", tiny={"hidden_size": 32, "num_layers": 1,
+                                                                    "num_heads": 2, "num_kv_heads": 1}))
+    texts = corpus(load_processor(model["path"]), dataset)
+    assert len(texts) == 16
+    assert "What is the value of North?" in texts[0] and '"North" [30, 90, 60, 99]' in texts[0]
+    assert "<answer>41</answer>" in texts[0] and '"name": "OCR"' in texts[0]
+    assert "<tools>" not in texts[0] and "DrawHorizontalLineByY" not in texts[0]  # no tool block
+    assert "<|image_pad|>" not in texts[0] and "<|vision_start|>" not in texts[0]
+
+
+def test_base_model_stage_pretrains_and_the_loss_falls(tmp_path, dataset):
+    params = ModelParams(out=tmp_path / "base", tiny={"hidden_size": 64, "num_layers": 2},
+                         pretrain=PretrainParams(steps=60, dataset=dataset, seq_len=64, batch_size=4,
+                                                 learning_rate=3e-3))
+    info = prepare_base_model(params)
+    stats = info["pretrain"]
+    assert stats["steps"] == 60 and stats["tokens_seen"] == 60 * 4 * 64
+    assert stats["loss_last"] < 0.6 * stats["loss_first"], stats
+    assert json.loads((params.out / "base_model.json").read_text())["pretrain"] == stats
+    untouched = prepare_base_model(params.model_copy(update={"out": tmp_path / "plain",
+                                                             "pretrain": PretrainParams()}))
+    assert "pretrain" not in untouched
+    assert (params.out / "model.safetensors").read_bytes() != (tmp_path / "plain" / "model.safetensors").read_bytes()
+
+
+def test_pretrain_errors_name_what_is_missing(tmp_path, dataset):
+    with pytest.raises(TrainError, match="dataset folder not found"):
+        prepare_base_model(ModelParams(out=tmp_path / "a", tiny={"hidden_size": 32, "num_layers": 1, "num_heads": 2,
+                                                               "num_kv_heads": 1},
+                                       pretrain=PretrainParams(steps=1, dataset=tmp_path / "none")))
+    with pytest.raises(TrainError, match="needs at least batch_size"):
+        prepare_base_model(ModelParams(out=tmp_path / "b", tiny={"hidden_size": 32, "num_layers": 1, "num_heads": 2,
+                                                               "num_kv_heads": 1},
+                                       pretrain=PretrainParams(steps=1, dataset=dataset, seq_len=32768,
+                                                               batch_size=8)))
