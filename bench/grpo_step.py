@@ -13,6 +13,10 @@ Real ``GRPOTrainer`` steps on the first questions of the dataset's ``rl`` split,
 * ``rollout other``: the rest of producing the batch (templating, tokenizing, rewards, old log-probs);
 * ``forward/backward``: the rest of the training step (loss forward, backward, optimizer).
 
+Each run gets a fresh ToolClient (the in-process tools keep their own OCR cache by image content, so "uncached" means
+without the client-level result cache only); the OCR engine is loaded before timing. Over HTTP (``--http`` starts a
+local tool server) the client cache also saves the request, the PNG transfer and the server's work.
+
 Prints a table and writes ``bench/results/grpo_step.json``. Goal: tools < 10 % of the step (with the cache).
 """
 
@@ -116,6 +120,23 @@ def run(params: GRPOParams, cached: bool, tool_server: str | None) -> dict:
     }
 
 
+def _warm_up(url: str | None) -> None:
+    """Load the OCR engine before timing (in this process, or the server's), on an image no run will see."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (160, 60), "white")
+    ImageDraw.Draw(image).text((10, 20), "warm up 123", fill="black")
+    if url:
+        from thinkimg.server.client import HTTPToolClient
+
+        with HTTPToolClient(url) as client:
+            client.call("OCR", image, {})
+    else:
+        from thinkimg.tools import InProcessToolClient
+
+        InProcessToolClient().call("OCR", image, {})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=ROOT / "artifacts" / "models" / "sft")
@@ -124,6 +145,7 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=8)
     ap.add_argument("--max-completion-length", type=int, default=1024)
     ap.add_argument("--tool-server", default=None, help="tool server URL (default: tools in-process)")
+    ap.add_argument("--http", action="store_true", help="start a local tool server and call the tools over HTTP")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     args = ap.parse_args()
     import torch
@@ -132,13 +154,22 @@ def main() -> None:
     if not (args.model / "config.json").is_file():
         sys.exit(f"{args.model}: no model (run `thinkimg train base-model` and `thinkimg train sft` first)")
     results = {}
+    server = None
+    if args.http and not args.tool_server:
+        from thinkimg.server.launcher import ToolServer
+
+        server = ToolServer(ROOT / "configs" / "tools.yaml").start()
+        args.tool_server = server.url
+    _warm_up(args.tool_server)
     with tempfile.TemporaryDirectory() as tmp:
-        for cached in (True, False):
+        for cached in (False, True):
             params = GRPOParams(model=args.model, dataset=args.dataset, out=Path(tmp) / "out", max_steps=args.steps,
                                 num_generations=args.generations, per_device_batch_size=args.generations,
                                 max_completion_length=args.max_completion_length, max_tool_calls=3,
                                 save_steps=10_000, tools_config=ROOT / "configs" / "tools.yaml")
             results["cached" if cached else "uncached"] = run(params, cached, args.tool_server)
+    if server is not None:
+        server.stop()
 
     table = Table(title=f"GRPO step ({args.generations} rollouts of 1 prompt, {args.steps} steps, "
                         f"{args.threads} threads)")
@@ -146,7 +177,7 @@ def main() -> None:
     for label in results:
         table.add_column(f"{label} s/step", justify="right")
         table.add_column(f"{label} share", justify="right")
-    for phase in results["cached"]["seconds_per_step"]:
+    for phase in results["uncached"]["seconds_per_step"]:
         cells = []
         for r in results.values():
             cells += [f"{r['seconds_per_step'][phase]:.3f}", f"{100 * r['share'][phase]:.1f} %"]

@@ -120,27 +120,26 @@ def rl_dataset(params: GRPOParams):
         dataset = dataset.select(range(min(params.limit, len(dataset))))
     if len(dataset) == 0:
         raise TrainError(f"{params.dataset / (params.split + '.jsonl')}: no questions to train on")
-    return dataset.map(lambda row: {"prompt": [{"role": "user", "content": row["question"]}]})
+    return dataset.map(lambda question: {"prompt": [{"role": "user", "content": question}]}, input_columns="question")
 
 
 def tool_client(params: GRPOParams):
-    """The ToolClient rollouts call through: the tool server or in-process tools, behind the result cache."""
+    """The ToolClient rollouts call through, behind the result cache: the tool server of ``grpo.tool_server_url`` or
+    ``THINKIMG_TOOL_SERVER_URL`` (comma-separated replicas; ``THINKIMG_TOOLS_TOKEN`` as bearer token), else the
+    tools in-process with ``grpo.tools_config``."""
+    import os
+
     from thinkimg.tools import CachedToolClient, InProcessToolClient
 
-    if params.tool_server_url:
+    url = params.tool_server_url or os.environ.get("THINKIMG_TOOL_SERVER_URL")
+    if url:
         from thinkimg.server.client import HTTPToolClient
 
-        client = HTTPToolClient([u.strip() for u in params.tool_server_url.split(",") if u.strip()])
+        client = HTTPToolClient([u.strip() for u in url.split(",") if u.strip()],
+                                token=os.environ.get("THINKIMG_TOOLS_TOKEN") or None)
     else:
-        import os
-
-        if os.environ.get("THINKIMG_TOOL_SERVER_URL"):
-            from thinkimg.agent.env import default_client
-
-            client = default_client()
-        else:
-            config = load_yaml(params.tools_config, ToolsConfig) if params.tools_config else ToolsConfig()
-            client = InProcessToolClient(config)
+        config = load_yaml(params.tools_config, ToolsConfig) if params.tools_config else ToolsConfig()
+        client = InProcessToolClient(config)
     return CachedToolClient(client, params.tool_cache_entries) if params.tool_cache_entries else client
 
 
