@@ -5,12 +5,69 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import Field
+
+from thinkimg import tracking
+from thinkimg.config import StrictModel
 
 
 class TrainError(ValueError):
     """Training cannot start: a missing model or dataset folder, an empty split, unusable settings."""
+
+
+class TrainParams(StrictModel):
+    """What the ``sft`` and ``grpo`` sections share: model, data, schedule, checkpoints, LoRA, precision, DeepSpeed."""
+
+    #: The starting model folder (a ``save_pretrained`` checkpoint with its processor).
+    model: Path
+    dataset: Path = Path("artifacts/datasets/charts")
+    #: Checkpoints and the final model.
+    out: Path
+    #: Optimizer steps; 0 trains for ``epochs`` instead.
+    max_steps: int = Field(0, ge=0)
+    epochs: float = Field(1.0, gt=0)
+    learning_rate: float = Field(1e-5, gt=0, le=1.0)
+    #: Learning-rate schedule (transformers names) and the share of steps spent warming up.
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    gradient_accumulation_steps: int = Field(1, ge=1, le=4096)
+    seed: int = Field(0, ge=0)
+    logging_steps: int = Field(10, ge=1)
+    save_steps: int = Field(200, ge=1)
+    #: Checkpoints kept in ``out`` (the oldest are deleted).
+    save_total_limit: int = Field(2, ge=1)
+    lora: bool = False
+    lora_r: int = Field(16, ge=1, le=1024)
+    lora_alpha: float = Field(32.0, gt=0)
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    gradient_checkpointing: bool = False
+    #: bf16 mixed precision; None: on where the GPU supports it, off on CPU (slower there).
+    bf16: bool | None = None
+    #: A DeepSpeed JSON config (configs/deepspeed/zero2.json, zero3.json); needs the ``deepspeed`` extra.
+    deepspeed: Path | None = None
+    #: Records used (the first ones of the split); 0: all.
+    limit: int = Field(0, ge=0)
+
+
+def trainer_args(params: TrainParams, section: str, *, report_to: list[str]) -> dict[str, Any]:
+    """The ``TrainingArguments`` keywords SFTConfig and GRPOConfig share, from ``params``."""
+    import torch
+
+    return dict(
+        output_dir=str(params.out), max_steps=params.max_steps or -1, num_train_epochs=params.epochs,
+        learning_rate=params.learning_rate, lr_scheduler_type=params.lr_scheduler, warmup_steps=params.warmup_ratio,
+        gradient_accumulation_steps=params.gradient_accumulation_steps, seed=params.seed, data_seed=params.seed,
+        logging_steps=params.logging_steps, save_strategy="steps", save_steps=params.save_steps,
+        save_total_limit=params.save_total_limit, gradient_checkpointing=params.gradient_checkpointing,
+        bf16=use_bf16(params.bf16, section), deepspeed=check_deepspeed(params.deepspeed, params.lora),
+        dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(), report_to=report_to,
+        run_name=section)
 
 
 def check_model_dir(path: Path) -> None:
@@ -100,3 +157,30 @@ def save_final(trainer: Any, processor: Any, out: Path, lora: bool) -> None:
         trainer.save_model(str(out))
     if trainer.is_world_process_zero():
         processor.save_pretrained(str(out))
+
+
+def run_training(trainer: Any, params: TrainParams, section: str, checkpoint: str | None, *, mlflow_run: bool,
+                 summary: dict[str, Any], log: tuple[str, ...] = (),
+                 after: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Train (resuming from ``checkpoint``) inside an MLflow run of experiment ``section`` (main process only) and
+    return ``summary`` updated with TRL's train metrics, global step, steps run and seconds per step.
+
+    ``after()`` adds entries once training is done; they, ``s_per_step`` and the ``log`` keys of ``summary`` are
+    logged to the run as metrics."""
+    start_step = checkpoint_step(checkpoint)
+    run = tracking.start_run(experiment=section, run_name=section, params={section: params.model_dump(mode="json")},
+                             tags={"resumed_from": checkpoint or ""}) if mlflow_run and is_main_process() \
+        else nullcontext()
+    with run as active:
+        start = time.perf_counter()
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+        seconds = time.perf_counter() - start
+        steps = trainer.state.global_step - start_step
+        summary.update(result.metrics, global_step=trainer.state.global_step, steps=steps,
+                       s_per_step=seconds / steps if steps else None)
+        extra = after() if after else {}
+        summary.update(extra)
+        if active is not None:
+            tracking.log_metrics({k: summary[k] for k in ("s_per_step", *log, *extra)})
+            summary["mlflow_run_id"] = active.info.run_id
+    return summary

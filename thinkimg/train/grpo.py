@@ -14,17 +14,14 @@ process, GPU) and ``vllm_server`` (a ``trl vllm-serve`` process). vLLM needs the
 
 from __future__ import annotations
 
-import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from thinkimg import tracking
-from thinkimg.config import StrictModel, ToolsConfig, load_yaml
-from thinkimg.train.common import (TrainError, check_dataset_dir, check_deepspeed, check_model_dir, checkpoint_step,
-                                   is_main_process, lora_config, prepare_out, save_final, use_bf16)
+from thinkimg.config import ToolsConfig, load_yaml
+from thinkimg.train.common import (TrainError, TrainParams, check_dataset_dir, check_model_dir, lora_config,
+                                   prepare_out, run_training, save_final, trainer_args)
 from thinkimg.train.rewards import REWARDS, reward_funcs
 
 EXPERIMENT = "grpo"
@@ -33,26 +30,16 @@ EXPERIMENT = "grpo"
 VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
 
 
-class GRPOParams(StrictModel):
-    """The ``grpo`` section of ``params.yaml``."""
+class GRPOParams(TrainParams):
+    """The ``grpo`` section of ``params.yaml`` (shared fields: :class:`~thinkimg.train.common.TrainParams`)."""
 
-    #: The starting model (normally the SFT output).
-    model: Path
-    dataset: Path = Path("artifacts/datasets/charts")
     split: Literal["rl", "eval", "sft"] = "rl"
     out: Path = Path("artifacts/models/grpo")
-    #: Optimizer steps; 0 trains for ``epochs`` instead.
-    max_steps: int = Field(0, ge=0)
-    epochs: float = Field(1.0, gt=0)
-    #: Learning-rate schedule (transformers names: linear, cosine, constant_with_warmup, ...) and warmup share.
-    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
-    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     learning_rate: float = Field(1e-6, gt=0, le=1.0)
     #: Rollouts per prompt (the group whose rewards are compared).
     num_generations: int = Field(8, ge=2, le=1024)
     #: Rollouts per device per step; a multiple of ``num_generations`` (prompts per step = this / num_generations).
     per_device_batch_size: int = Field(8, ge=1, le=4096)
-    gradient_accumulation_steps: int = Field(1, ge=1, le=4096)
     #: Tokens of a whole rollout after the prompt: model turns + tool results (images expanded).
     max_completion_length: int = Field(1024, ge=16)
     #: Tool-calling rounds per rollout.
@@ -73,19 +60,8 @@ class GRPOParams(StrictModel):
     tools_config: Path | None = Path("configs/tools.yaml")
     #: Tool results cached (entries); 0 disables the cache.
     tool_cache_entries: int = Field(8192, ge=0)
-    seed: int = Field(0, ge=0)
     logging_steps: int = Field(1, ge=1)
     save_steps: int = Field(50, ge=1)
-    save_total_limit: int = Field(2, ge=1)
-    lora: bool = False
-    lora_r: int = Field(16, ge=1, le=1024)
-    lora_alpha: float = Field(32.0, gt=0)
-    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    gradient_checkpointing: bool = False
-    bf16: bool | None = None
-    deepspeed: Path | None = None
-    #: Questions used (the first ones of the split); 0: all.
-    limit: int = Field(0, ge=0)
     #: Log sample rollouts to MLflow (TRL's completions table).
     log_completions: bool = False
 
@@ -165,21 +141,14 @@ def _check_backend(params: GRPOParams) -> None:
 
 def grpo_config(params: GRPOParams, processor: Any, *, report_to: list[str], reward_weights: list[float]):
     """TRL's ``GRPOConfig`` for ``params``."""
-    import torch
     from trl import GRPOConfig
 
     tokenizer = getattr(processor, "tokenizer", processor)
     banned = [[tokenizer.convert_tokens_to_ids(t)] for t in VISION_TOKENS if t in tokenizer.get_vocab()]
     vllm = params.rollout_backend != "hf"
     return GRPOConfig(
-        output_dir=str(params.out),
-        max_steps=params.max_steps or -1,
-        num_train_epochs=params.epochs,
-        learning_rate=params.learning_rate,
-        lr_scheduler_type=params.lr_scheduler,
-        warmup_steps=params.warmup_ratio,
+        **trainer_args(params, "grpo", report_to=report_to),
         per_device_train_batch_size=params.per_device_batch_size,
-        gradient_accumulation_steps=params.gradient_accumulation_steps,
         num_generations=params.num_generations,
         max_completion_length=params.max_completion_length,
         max_tool_calling_iterations=params.max_tool_calls,
@@ -191,20 +160,7 @@ def grpo_config(params: GRPOParams, processor: Any, *, report_to: list[str], rew
         vllm_mode="server" if params.rollout_backend == "vllm_server" else "colocate",
         vllm_server_base_url=params.vllm_server_url if params.rollout_backend == "vllm_server" else None,
         vllm_gpu_memory_utilization=params.vllm_gpu_memory_utilization,
-        seed=params.seed,
-        data_seed=params.seed,
-        logging_steps=params.logging_steps,
-        save_strategy="steps",
-        save_steps=params.save_steps,
-        save_total_limit=params.save_total_limit,
-        gradient_checkpointing=params.gradient_checkpointing,
-        bf16=use_bf16(params.bf16, "grpo"),
-        deepspeed=check_deepspeed(params.deepspeed, params.lora),
-        dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
         log_completions=params.log_completions,
-        report_to=report_to,
-        run_name="grpo",
     )
 
 
@@ -250,25 +206,14 @@ def train_grpo(params: GRPOParams, *, resume: bool = True, mlflow_run: bool = Tr
     trainer, built = build_trainer(params, resume=resume, mlflow_run=mlflow_run, trainer_cls=trainer_cls,
                                    client=client)
     checkpoint, client = built["checkpoint"], built["client"]
-    start_step = checkpoint_step(checkpoint)
-    summary: dict[str, Any] = {"questions": built["questions"], "resumed_from": checkpoint, "out": str(params.out)}
-    run = tracking.start_run(experiment=EXPERIMENT, run_name="grpo", params={"grpo": params.model_dump(mode="json")},
-                             tags={"resumed_from": checkpoint or ""}) if mlflow_run and is_main_process() \
-        else nullcontext()
+
+    def cache_counts() -> dict[str, Any]:
+        return {"tool_cache_hits": client.hits, "tool_cache_misses": client.misses} if hasattr(client, "hits") else {}
+
     try:
-        with run as active:
-            start = time.perf_counter()
-            result = trainer.train(resume_from_checkpoint=checkpoint)
-            seconds = time.perf_counter() - start
-            steps = trainer.state.global_step - start_step
-            summary.update(result.metrics, global_step=trainer.state.global_step, steps=steps,
-                           s_per_step=seconds / steps if steps else None)
-            if hasattr(client, "hits"):
-                summary.update(tool_cache_hits=client.hits, tool_cache_misses=client.misses)
-            if active is not None:
-                tracking.log_metrics({k: summary.get(k) for k in ("s_per_step", "tool_cache_hits",
-                                                                  "tool_cache_misses")})
-                summary["mlflow_run_id"] = active.info.run_id
+        summary = run_training(trainer, params, EXPERIMENT, checkpoint, mlflow_run=mlflow_run, after=cache_counts,
+                               summary={"questions": built["questions"], "resumed_from": checkpoint,
+                                        "out": str(params.out)})
         save_final(trainer, built["processor"], params.out, params.lora)
     finally:
         client.close()
