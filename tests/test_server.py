@@ -266,3 +266,16 @@ def test_tools_over_http_meet_their_accuracy_on_charts_with_known_truth(http_cli
         assert after.shape == before.shape
         changed = np.nonzero((after != before).any(axis=(1, 2) if axis == 0 else (0, 2)))[0]
         assert list(changed) == [next(iter(arguments.values()))]
+
+
+def test_http_client_from_env_reads_replicas_and_token(monkeypatch):
+    from thinkimg.server.client import HTTPToolClient
+
+    monkeypatch.delenv("THINKIMG_TOOL_SERVER_URL", raising=False)
+    assert HTTPToolClient.from_env() is None and HTTPToolClient.from_env(" , ") is None
+    monkeypatch.setenv("THINKIMG_TOOL_SERVER_URL", "http://127.0.0.1:1/, http://127.0.0.1:2")
+    monkeypatch.setenv("THINKIMG_TOOLS_TOKEN", "s3cret")
+    client = HTTPToolClient.from_env()
+    assert client.urls == ["http://127.0.0.1:1", "http://127.0.0.1:2"]
+    assert client._http.headers["Authorization"] == "Bearer s3cret"
+    assert HTTPToolClient.from_env("http://127.0.0.1:3").urls == ["http://127.0.0.1:3"]  # the argument wins

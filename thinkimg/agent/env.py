@@ -31,16 +31,9 @@ def default_client() -> ToolClient:
     global _shared_client
     with _shared_lock:
         if _shared_client is None:
-            import os
+            from thinkimg.server.client import HTTPToolClient
 
-            url = os.environ.get("THINKIMG_TOOL_SERVER_URL")
-            if url:
-                from thinkimg.server.client import HTTPToolClient
-
-                _shared_client = HTTPToolClient([u.strip() for u in url.split(",") if u.strip()],
-                                                token=os.environ.get("THINKIMG_TOOLS_TOKEN") or None)
-            else:
-                _shared_client = InProcessToolClient()
+            _shared_client = HTTPToolClient.from_env() or InProcessToolClient()
         return _shared_client
 
 

@@ -48,6 +48,18 @@ class HTTPToolClient(ToolClient):
         self._known: dict[str, set[str]] = {u: set() for u in self.urls}
         self._lock = threading.Lock()
 
+    @classmethod
+    def from_env(cls, urls: str | None = None, **kwargs: Any) -> HTTPToolClient | None:
+        """A client for ``urls`` or else ``THINKIMG_TOOL_SERVER_URL`` (comma-separated replicas), with
+        ``THINKIMG_TOOLS_TOKEN`` as bearer token; None when neither names a server."""
+        import os
+
+        text = urls or os.environ.get("THINKIMG_TOOL_SERVER_URL") or ""
+        replicas = [u.strip() for u in text.split(",") if u.strip()]
+        if not replicas:
+            return None
+        return cls(replicas, token=os.environ.get("THINKIMG_TOOLS_TOKEN") or None, **kwargs)
+
     def _pick(self) -> str:
         with self._lock:
             return self.urls[next(self._next)]

@@ -103,17 +103,11 @@ def tool_client(params: GRPOParams):
     """The ToolClient rollouts call through, behind the result cache: the tool server of ``grpo.tool_server_url`` or
     ``THINKIMG_TOOL_SERVER_URL`` (comma-separated replicas; ``THINKIMG_TOOLS_TOKEN`` as bearer token), else the
     tools in-process with ``grpo.tools_config``."""
-    import os
-
+    from thinkimg.server.client import HTTPToolClient
     from thinkimg.tools import CachedToolClient, InProcessToolClient
 
-    url = params.tool_server_url or os.environ.get("THINKIMG_TOOL_SERVER_URL")
-    if url:
-        from thinkimg.server.client import HTTPToolClient
-
-        client = HTTPToolClient([u.strip() for u in url.split(",") if u.strip()],
-                                token=os.environ.get("THINKIMG_TOOLS_TOKEN") or None)
-    else:
+    client = HTTPToolClient.from_env(params.tool_server_url)
+    if client is None:
         config = load_yaml(params.tools_config, ToolsConfig) if params.tools_config else ToolsConfig()
         client = InProcessToolClient(config)
     return CachedToolClient(client, params.tool_cache_entries) if params.tool_cache_entries else client
