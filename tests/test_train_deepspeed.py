@@ -275,17 +275,22 @@ def _check_one_step(summary: dict, out: Path) -> None:
     assert len(losses) == 1 and math.isfinite(losses[0])
 
 
+def _one_sft_step(tiny, dataset, tmp_path, monkeypatch, config: str) -> tuple[SFTParams, dict]:
+    """One SFT step with DeepSpeed ``config`` in a one-process world; the params and the DeepSpeed config it ran."""
+    params = _params(tiny, dataset, tmp_path / "sft", config)
+    with _one_process_world(monkeypatch):
+        summary = train_sft(params, mlflow_run=False)
+    _check_one_step(summary, params.out)
+    return params, _ds_checkpoint(params.out)
+
+
 # ------------------------------------------------------------------------------------------------ training
 
 
 @pytest.mark.slow
 @needs_deepspeed
 def test_zero2_one_sft_step_in_one_process(tiny, dataset, tmp_path, monkeypatch):
-    params = _params(tiny, dataset, tmp_path / "sft", "zero2.json")
-    with _one_process_world(monkeypatch):
-        summary = train_sft(params, mlflow_run=False)
-    _check_one_step(summary, params.out)
-    ds_config = _ds_checkpoint(params.out)
+    params, ds_config = _one_sft_step(tiny, dataset, tmp_path, monkeypatch, "zero2.json")
     assert ds_config["zero_optimization"]["stage"] == 2
     # the "auto" values as TRL/the Trainer filled them
     assert ds_config["zero_optimization"]["reduce_bucket_size"] == HIDDEN * HIDDEN
@@ -299,11 +304,7 @@ def test_zero2_one_sft_step_in_one_process(tiny, dataset, tmp_path, monkeypatch)
 @pytest.mark.slow
 @needs_deepspeed
 def test_zero3_one_sft_step_in_one_process(tiny, dataset, tmp_path, monkeypatch):
-    params = _params(tiny, dataset, tmp_path / "sft", "zero3.json")
-    with _one_process_world(monkeypatch):
-        summary = train_sft(params, mlflow_run=False)
-    _check_one_step(summary, params.out)
-    ds_config = _ds_checkpoint(params.out)
+    params, ds_config = _one_sft_step(tiny, dataset, tmp_path, monkeypatch, "zero3.json")
     assert ds_config["zero_optimization"]["stage"] == 3
     assert ds_config["zero_optimization"]["stage3_param_persistence_threshold"] == 10 * HIDDEN
     # the Trainer's checkpoint gathers the shards (stage3_gather_16bit_weights_on_model_save)

@@ -238,9 +238,15 @@ def data_import(
     typer.echo(json.dumps(card, indent=2))
 
 
-def _write_summary(summary: dict, metrics: Optional[Path]) -> None:
-    from thinkimg.train.common import is_main_process
+def _train(run, metrics: Optional[Path]) -> None:
+    """Run a training stage; its input errors exit 2 naming what was wrong; print (and write) its summary."""
+    from thinkimg.config import ConfigError
+    from thinkimg.train.common import TrainError, is_main_process
 
+    try:
+        summary = run()
+    except (ConfigError, TrainError, OSError) as exc:
+        _fail(str(exc))
     text = json.dumps(summary, indent=2, default=str)
     if metrics is not None and is_main_process():
         metrics.parent.mkdir(parents=True, exist_ok=True)
@@ -253,15 +259,9 @@ def train_base_model(
     params: Path = typer.Option(Path("params.yaml"), help="Params file; its `model` section."),
 ) -> None:
     """Build the tiny Qwen2-VL model locally (or check the local checkpoint in model.pretrained)."""
-    from thinkimg.config import ConfigError
     from thinkimg.train.base import load_params, prepare_base_model
-    from thinkimg.train.common import TrainError
 
-    try:
-        info = prepare_base_model(load_params(params))
-    except (ConfigError, TrainError, OSError) as exc:
-        _fail(str(exc))
-    _write_summary(info, None)
+    _train(lambda: prepare_base_model(load_params(params)), None)
 
 
 @train_app.command("sft")
@@ -272,15 +272,9 @@ def train_sft_command(
     mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log params and per-step metrics to MLflow."),
 ) -> None:
     """Supervised fine-tuning on the verified tool trajectories of the dataset's sft split."""
-    from thinkimg.config import ConfigError
-    from thinkimg.train.common import TrainError
     from thinkimg.train.sft import load_params, train_sft
 
-    try:
-        summary = train_sft(load_params(params), resume=not fresh, mlflow_run=mlflow)
-    except (ConfigError, TrainError, OSError) as exc:
-        _fail(str(exc))
-    _write_summary(summary, metrics)
+    _train(lambda: train_sft(load_params(params), resume=not fresh, mlflow_run=mlflow), metrics)
 
 
 @train_app.command("grpo")
@@ -293,18 +287,15 @@ def train_grpo_command(
     mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log params and per-step metrics to MLflow."),
 ) -> None:
     """GRPO with the tools in the loop on the dataset's rl split."""
-    from thinkimg.config import ConfigError
-    from thinkimg.train.common import TrainError
     from thinkimg.train.grpo import load_params, train_grpo
 
-    try:
+    def run() -> dict:
         cfg = load_params(params)
         if tool_server:
             cfg = cfg.model_copy(update={"tool_server_url": tool_server})
-        summary = train_grpo(cfg, resume=not fresh, mlflow_run=mlflow)
-    except (ConfigError, TrainError, OSError) as exc:
-        _fail(str(exc))
-    _write_summary(summary, metrics)
+        return train_grpo(cfg, resume=not fresh, mlflow_run=mlflow)
+
+    _train(run, metrics)
 
 
 @app.command("eval")
