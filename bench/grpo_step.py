@@ -73,26 +73,21 @@ class TimedGRPOTrainer(GRPOTrainer):
         super().__init__(*args, **kwargs)
         self.timings = {"generation": 0.0, "rollout": 0.0, "step": 0.0}
 
-    def _generate_single_turn(self, *args, **kwargs):
+    def _timed(self, phase: str, method, *args, **kwargs):
         start = time.perf_counter()
         try:
-            return super()._generate_single_turn(*args, **kwargs)
+            return method(*args, **kwargs)
         finally:
-            self.timings["generation"] += time.perf_counter() - start
+            self.timings[phase] += time.perf_counter() - start
+
+    def _generate_single_turn(self, *args, **kwargs):
+        return self._timed("generation", super()._generate_single_turn, *args, **kwargs)
 
     def _generate_and_score_completions(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return super()._generate_and_score_completions(*args, **kwargs)
-        finally:
-            self.timings["rollout"] += time.perf_counter() - start
+        return self._timed("rollout", super()._generate_and_score_completions, *args, **kwargs)
 
     def training_step(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return super().training_step(*args, **kwargs)
-        finally:
-            self.timings["step"] += time.perf_counter() - start
+        return self._timed("step", super().training_step, *args, **kwargs)
 
 
 def run(params: GRPOParams, cached: bool, tool_server: str | None) -> dict:
