@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -16,8 +16,11 @@ tools_app = typer.Typer(help="The vision tools and the tool server.", no_args_is
 app.add_typer(tools_app, name="tools")
 data_app = typer.Typer(help="The chart data engine: curate datasets, import benchmarks.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+pipeline_app = typer.Typer(help="The pipeline: dvc repro in one MLflow parent run, the evaluate stage, "
+                                  "re-evaluation of the champion.", no_args_is_help=True)
 train_app = typer.Typer(help="Training: the base model, SFT on trajectories, GRPO with the tools.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
+app.add_typer(pipeline_app, name="pipeline")
 
 DEFAULT_TOOLS_CONFIG = Path("configs/tools.yaml")
 
@@ -196,6 +199,8 @@ def data_curate(
     out: Optional[Path] = typer.Option(None, help="Dataset folder (default: data.out from the params)."),
     workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: data.workers)."),
     force: bool = typer.Option(False, "--force", help="Replace a dataset made with other parameters."),
+    metrics: Optional[Path] = typer.Option(None, help="Also write the counts (records, charts, seconds) as JSON here."),
+    mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Record params, counts and the card in MLflow."),
 ) -> None:
     """Render charts, ask questions, verify expert trajectories with the real tools, write sft/rl/eval splits.
 
@@ -209,10 +214,19 @@ def data_curate(
         _fail(str(exc))
     updates = {k: v for k, v in (("out", out), ("workers", workers)) if v is not None}
     cfg = cfg.model_copy(update=updates)
-    try:
-        card = curate(cfg, force=force, progress=True)
-    except (CurateError, ValueError, OSError) as exc:
-        _fail(str(exc))
+    with _stage_run("curate", mlflow, {"data": cfg.model_dump(mode="json")}) as run:
+        try:
+            card = curate(cfg, force=force, progress=True)
+        except (CurateError, ValueError, OSError) as exc:
+            _fail(str(exc))
+        if run is not None:
+            from thinkimg import tracking
+
+            tracking.log_metrics({f"{split}.{k}": v for split, c in card["counts"].items() for k, v in c.items()})
+            tracking.log_metrics({"seconds": card["seconds"]})
+            tracking.log_artifacts([cfg.out / "README.md", cfg.out / "card.json"], artifact_path="dataset")
+    if metrics is not None:
+        _write_json(metrics, {"counts": card["counts"], "seconds": card["seconds"]})
     counts = ", ".join(f"{split} {c['records']}" for split, c in card["counts"].items())
     typer.echo(f"dataset {cfg.out}: {counts} records ({card['seconds']} s); card: {cfg.out / 'README.md'}")
 
@@ -238,8 +252,24 @@ def data_import(
     typer.echo(json.dumps(card, indent=2))
 
 
-def _train(run, metrics: Optional[Path]) -> None:
-    """Run a training stage; its input errors exit 2 naming what was wrong; print (and write) its summary."""
+def _stage_run(stage: str, enabled: bool, params: dict):
+    """An MLflow run for a stage that does not open its own (a child of the pipeline's parent run, if any)."""
+    from contextlib import nullcontext
+
+    from thinkimg import tracking
+
+    return tracking.start_run(experiment=stage, run_name=stage, params=params, tags={"thinkimg.stage": stage}) \
+        if enabled else nullcontext()
+
+
+def _write_json(path: Path, value) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _train(run, metrics: Optional[Path], curve: Optional[Path] = None) -> None:
+    """Run a training stage; its input errors exit 2 naming what was wrong; print (and write) its summary and
+    (with ``curve``) its per-step training log as a JSON list (what `dvc plots` draws)."""
     from thinkimg.config import ConfigError
     from thinkimg.train.common import TrainError, is_main_process
 
@@ -247,21 +277,37 @@ def _train(run, metrics: Optional[Path]) -> None:
         summary = run()
     except (ConfigError, TrainError, OSError) as exc:
         _fail(str(exc))
-    text = json.dumps(summary, indent=2, default=str)
-    if metrics is not None and is_main_process():
-        metrics.parent.mkdir(parents=True, exist_ok=True)
-        metrics.write_text(text + "\n", encoding="utf-8")
-    typer.echo(text)
+    steps = summary.pop("curve", [])
+    if is_main_process():
+        if metrics is not None:
+            _write_json(metrics, summary)
+        if curve is not None:
+            _write_json(curve, steps)
+    typer.echo(json.dumps(summary, indent=2, default=str))
 
 
 @train_app.command("base-model")
 def train_base_model(
     params: Path = typer.Option(Path("params.yaml"), help="Params file; its `model` section."),
+    metrics: Optional[Path] = typer.Option(None, help="Also write the description (and warm-start loss) as JSON here."),
+    mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Record params and the description in MLflow."),
 ) -> None:
     """Build the tiny Qwen2-VL model locally (or check the local checkpoint in model.pretrained)."""
     from thinkimg.train.base import load_params, prepare_base_model
 
-    _train(lambda: prepare_base_model(load_params(params)), None)
+    def run() -> dict:
+        cfg = load_params(params)
+        with _stage_run("base-model", mlflow, {"model": cfg.model_dump(mode="json")}) as active:
+            info = prepare_base_model(cfg)
+            if active is not None:
+                from thinkimg import tracking
+
+                tracking.log_metrics({"parameters": info.get("parameters"),
+                                      **{f"pretrain.{k}": v for k, v in (info.get("pretrain") or {}).items()}})
+                tracking.log_artifacts([cfg.out / "base_model.json"])
+        return info
+
+    _train(run, metrics)
 
 
 @train_app.command("sft")
@@ -269,12 +315,13 @@ def train_sft_command(
     params: Path = typer.Option(Path("params.yaml"), help="Params file; its `sft` section."),
     fresh: bool = typer.Option(False, "--fresh", help="Start over instead of resuming from the last checkpoint."),
     metrics: Optional[Path] = typer.Option(None, help="Also write the summary as JSON here."),
+    curve: Optional[Path] = typer.Option(None, help="Write the per-step training log (JSON list) here."),
     mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log params and per-step metrics to MLflow."),
 ) -> None:
     """Supervised fine-tuning on the verified tool trajectories of the dataset's sft split."""
     from thinkimg.train.sft import load_params, train_sft
 
-    _train(lambda: train_sft(load_params(params), resume=not fresh, mlflow_run=mlflow), metrics)
+    _train(lambda: train_sft(load_params(params), resume=not fresh, mlflow_run=mlflow), metrics, curve)
 
 
 @train_app.command("grpo")
@@ -284,6 +331,7 @@ def train_grpo_command(
                                                          "THINKIMG_TOOL_SERVER_URL, or in-process tools)."),
     fresh: bool = typer.Option(False, "--fresh", help="Start over instead of resuming from the last checkpoint."),
     metrics: Optional[Path] = typer.Option(None, help="Also write the summary as JSON here."),
+    curve: Optional[Path] = typer.Option(None, help="Write the per-step training log (JSON list) here."),
     mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log params and per-step metrics to MLflow."),
 ) -> None:
     """GRPO with the tools in the loop on the dataset's rl split."""
@@ -295,7 +343,7 @@ def train_grpo_command(
             cfg = cfg.model_copy(update={"tool_server_url": tool_server})
         return train_grpo(cfg, resume=not fresh, mlflow_run=mlflow)
 
-    _train(run, metrics)
+    _train(run, metrics, curve)
 
 
 @app.command("eval")
@@ -389,6 +437,60 @@ def _run_eval(cfg, config_path: Optional[Path]) -> dict:
                             run_name=f"{cfg.model}:{cfg.task}")
     except (TaskError, ResultsError, ImageError, ConfigError) as exc:
         _fail(str(exc))
+
+
+def _pipeline(run) -> Any:
+    from thinkimg.config import ConfigError
+    from thinkimg.pipeline import PipelineError
+    from thinkimg.server.launcher import ToolServerError
+    from thinkimg.train.common import TrainError
+
+    try:
+        return run()
+    except (ConfigError, PipelineError, ToolServerError, TrainError, OSError) as exc:
+        _fail(str(exc), code=1)
+
+
+@pipeline_app.command("run")
+def pipeline_run(
+    stages: Optional[list[str]] = typer.Argument(None, help="Stages to bring up to date (default: all of dvc.yaml)."),
+    params: Path = typer.Option(Path("params.yaml"), help="Params file (dvc.yaml's stages read params.yaml)."),
+    force: bool = typer.Option(False, "--force", help="Rerun the stages even when DVC finds them up to date."),
+    mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="One MLflow parent run, a nested run per stage."),
+) -> None:
+    """`dvc repro` in one MLflow parent run, with the tool server up for the stages that call tools."""
+    from thinkimg.pipeline import STAGES, run_pipeline
+
+    for stage in stages or []:
+        if stage not in STAGES:
+            _fail(f"unknown stage {stage!r}; the stages are {', '.join(STAGES)}")
+    run_id = _pipeline(lambda: run_pipeline(params, targets=stages or [], force=force, mlflow=mlflow))
+    typer.echo(f"pipeline done; MLflow parent run: {run_id}" if run_id else "pipeline done")
+
+
+@pipeline_app.command("evaluate")
+def pipeline_evaluate(
+    params: Path = typer.Option(Path("params.yaml"), help="Params file; its `eval` and `pipeline` sections."),
+    mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log the runs and register the candidate."),
+) -> None:
+    """The evaluate stage: each model on the held-out split with and without tools; register the candidate."""
+    from thinkimg.pipeline import evaluate_stage
+
+    metrics = _pipeline(lambda: evaluate_stage(params, mlflow=mlflow))
+    typer.echo(json.dumps(metrics, indent=2))
+
+
+@pipeline_app.command("reevaluate")
+def pipeline_reevaluate(
+    params: Path = typer.Option(Path("params.yaml"), help="Params file; `eval.reevaluate` lists the tasks."),
+    version: Optional[str] = typer.Option(None, help="Model version (default: the one holding the alias)."),
+) -> None:
+    """Evaluate the registered champion on the configured tasks, each an MLflow run."""
+    from thinkimg.pipeline import reevaluate
+
+    summaries = _pipeline(lambda: reevaluate(params, version=version))
+    typer.echo(json.dumps({task: {k: s.get(k) for k in ("n", "accuracy", "accuracy_without_tools", "mlflow_run_id")}
+                           for task, s in summaries.items()}, indent=2))
 
 
 def main() -> None:

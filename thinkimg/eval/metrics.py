@@ -185,7 +185,7 @@ def aggregate(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Summarise per-episode records into run metrics.
 
     Each record: ``correct`` (bool), optional ``question_type`` (str), ``valid_format`` (bool), ``tool_calls`` (int),
-    ``tool_failures`` (int), ``answered`` (bool); missing counters read as 0/False. Records without a
+    ``tool_failures`` (int), ``format_errors`` (int), ``answered`` (bool); missing counters read as 0/False. Records without a
     ``question_type`` count in the totals but not in ``by_type``. An empty list gives ``n == 0`` and None metrics.
     """
     n = len(records)
@@ -196,6 +196,7 @@ def aggregate(records: list[dict[str, Any]]) -> dict[str, Any]:
             by_type.setdefault(str(kind), []).append(bool(record["correct"]))
     calls = sum(int(r.get("tool_calls", 0) or 0) for r in records)
     failures = sum(int(r.get("tool_failures", 0) or 0) for r in records)
+    attempted = calls + sum(int(r.get("format_errors", 0) or 0) for r in records)
     return {
         "n": n,
         "accuracy": _mean(bool(r["correct"]) for r in records),
@@ -203,5 +204,7 @@ def aggregate(records: list[dict[str, Any]]) -> dict[str, Any]:
         "valid_format_rate": _mean(bool(r.get("valid_format", False)) for r in records),
         "calls_per_episode": calls / n if n else None,
         "tool_failure_rate": (failures / calls if calls else 0.0) if n else None,
+        # calls that parsed and ran, over every attempted call (successful, refused and malformed turns)
+        "valid_call_rate": (calls - failures) / attempted if attempted else None,
         "answer_rate": _mean(bool(r.get("answered", False)) for r in records),
     }

@@ -53,6 +53,8 @@ class TrainParams(StrictModel):
     deepspeed: Path | None = None
     #: Records used (the first ones of the split); 0: all.
     limit: int = Field(0, ge=0)
+    #: Log the final model's files to the stage's MLflow run (the model registry registers them from there).
+    log_model: bool = True
 
 
 def trainer_args(params: TrainParams, section: str, *, report_to: list[str]) -> dict[str, Any]:
@@ -160,17 +162,18 @@ def save_final(trainer: Any, processor: Any, out: Path, lora: bool) -> None:
 
 
 def run_training(trainer: Any, params: TrainParams, section: str, checkpoint: str | None, *, mlflow_run: bool,
-                 summary: dict[str, Any], log: tuple[str, ...] = (),
+                 summary: dict[str, Any], save: Callable[[], None], log: tuple[str, ...] = (),
                  after: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Train (resuming from ``checkpoint``) inside an MLflow run of experiment ``section`` (main process only) and
-    return ``summary`` updated with TRL's train metrics, global step, steps run and seconds per step.
+    """Train (resuming from ``checkpoint``) inside an MLflow run of experiment ``section`` (main process only),
+    ``save()`` the final model, and return ``summary`` updated with TRL's train metrics, global step, steps run,
+    seconds per step and ``curve`` (the per-step log: step and numeric values).
 
     ``after()`` adds entries once training is done; they, ``s_per_step`` and the ``log`` keys of ``summary`` are
-    logged to the run as metrics."""
+    logged to the run as metrics; with ``params.log_model`` the saved model's files are logged as ``model/``."""
     start_step = checkpoint_step(checkpoint)
     run = tracking.start_run(experiment=section, run_name=section, params={section: params.model_dump(mode="json")},
-                             tags={"resumed_from": checkpoint or ""}) if mlflow_run and is_main_process() \
-        else nullcontext()
+                             tags={"resumed_from": checkpoint or "", "thinkimg.stage": section}) \
+        if mlflow_run and is_main_process() else nullcontext()
     with run as active:
         start = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=checkpoint)
@@ -180,7 +183,12 @@ def run_training(trainer: Any, params: TrainParams, section: str, checkpoint: st
                        s_per_step=seconds / steps if steps else None)
         extra = after() if after else {}
         summary.update(extra)
+        save()
+        summary["curve"] = [{k: v for k, v in entry.items() if isinstance(v, (int, float))}
+                            for entry in trainer.state.log_history if "step" in entry and "train_runtime" not in entry]
         if active is not None:
             tracking.log_metrics({k: summary[k] for k in ("s_per_step", *log, *extra)})
+            if params.log_model:
+                summary["model_uri"] = tracking.log_model_folder(params.out)
             summary["mlflow_run_id"] = active.info.run_id
     return summary

@@ -207,8 +207,8 @@ def train_grpo(params: GRPOParams, *, resume: bool = True, mlflow_run: bool = Tr
     try:
         summary = run_training(trainer, params, EXPERIMENT, checkpoint, mlflow_run=mlflow_run, after=cache_counts,
                                summary={"questions": built["questions"], "resumed_from": checkpoint,
-                                        "out": str(params.out)})
-        save_final(trainer, built["processor"], params.out, params.lora)
+                                        "out": str(params.out)},
+                               save=lambda: save_final(trainer, built["processor"], params.out, params.lora))
     finally:
         client.close()
     return summary

@@ -128,6 +128,5 @@ def train_sft(params: SFTParams, *, resume: bool = True, mlflow_run: bool = True
                          if params.lora else None)
     summary = run_training(trainer, params, EXPERIMENT, checkpoint, mlflow_run=mlflow_run, summary={
         "trajectories": len(records), "skipped_too_long": too_long, "resumed_from": checkpoint, "out": str(params.out)},
-        log=("trajectories", "skipped_too_long"))
-    save_final(trainer, processor, params.out, params.lora)
+        log=("trajectories", "skipped_too_long"), save=lambda: save_final(trainer, processor, params.out, params.lora))
     return summary

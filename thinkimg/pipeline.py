@@ -1,0 +1,297 @@
+"""The pipeline's own pieces: the ``evaluate`` stage (the learning table, the model registry, the champion alias),
+the parent MLflow run around ``dvc repro``, and re-evaluation of the champion.
+
+The stages themselves are ``dvc.yaml``'s: ``curate -> base-model -> sft -> grpo -> evaluate``, each a ``thinkimg``
+command reading ``params.yaml``. ``thinkimg pipeline run`` opens one parent MLflow run, exports its id
+(:data:`thinkimg.tracking.PARENT_RUN_ENV`) so each stage that runs logs a nested run, starts the tool server for the
+stages that call tools and always stops it, and runs ``dvc repro`` (DVC decides what reruns).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from thinkimg import tracking
+from thinkimg.config import StrictModel, load_yaml
+
+__all__ = ["EvalParams", "PipelineError", "PipelineParams", "evaluate_stage", "reevaluate", "run_pipeline",
+           "tool_server"]
+
+#: The stages of dvc.yaml, in order.
+STAGES = ("curate", "base-model", "sft", "grpo", "evaluate")
+#: Environment variable the stages read the tool server's URL from (see thinkimg.server.client).
+TOOL_SERVER_ENV = "THINKIMG_TOOL_SERVER_URL"
+
+
+class PipelineError(RuntimeError):
+    """A pipeline step cannot run or failed; the message says which and why."""
+
+
+class TaskSpec(StrictModel):
+    """One evaluation task (see ``thinkimg eval --help``)."""
+
+    task: str = "charts"
+    task_args: dict[str, Any] = Field(default_factory=lambda: {"path": "artifacts/datasets/charts", "split": "eval"})
+
+
+class EvalParams(StrictModel):
+    """``eval`` in params.yaml: the evaluate stage and the re-evaluation deployment."""
+
+    dataset: Path = Path("artifacts/datasets/charts")
+    split: str = "eval"
+    #: Questions evaluated (the first ones of the split); 0: all.
+    n: int = Field(0, ge=0)
+    #: Models evaluated, in table order; each is a stage's output folder.
+    models: dict[str, Path] = Field(default_factory=lambda: {
+        "base": Path("artifacts/models/base"), "sft": Path("artifacts/models/sft"),
+        "grpo": Path("artifacts/models/grpo")})
+    #: The entry of ``models`` that is registered; its training summary holds the MLflow run that logged it.
+    candidate: str = "grpo"
+    candidate_summary: Path = Path("metrics/grpo.json")
+    max_rounds: int = Field(4, ge=1, le=32)
+    batch_size: int = Field(8, ge=1, le=1024)
+    max_new_tokens: int = Field(96, ge=1, le=8192)
+    device: str = "auto"
+    #: Results JSONL, ablations and viewers per model.
+    out: Path = Path("artifacts/eval")
+    #: The learning table: JSON metrics (what `dvc metrics` reads) and the same as Markdown.
+    metrics: Path = Path("metrics/eval.json")
+    table: Path = Path("metrics/eval.md")
+    tools_config: Path = Path("configs/tools.yaml")
+    #: What the re-evaluation deployment runs on the champion.
+    reevaluate: list[TaskSpec] = Field(default_factory=lambda: [TaskSpec()])
+
+
+class PipelineParams(StrictModel):
+    """``pipeline`` in params.yaml: tracking, registry, tool server, retries and the re-evaluation schedule."""
+
+    experiment: str = "thinkimg-pipeline"
+    registered_model: str = "thinkimg-policy"
+    alias: str = "champion"
+    #: Start the tool server for the stages that call tools (grpo, evaluate); off: tools run in-process.
+    tool_server: bool = True
+    #: Cron of the re-evaluate deployment.
+    reevaluate_cron: str = "0 3 * * 1"
+    #: Prefect retries of a stage that failed transiently (a held DVC lock, a lost tool server).
+    retries: int = Field(1, ge=0, le=10)
+    retry_delay_s: float = Field(5.0, ge=0)
+
+
+def load_params(path: str | Path) -> tuple[EvalParams, PipelineParams]:
+    """The ``eval`` and ``pipeline`` sections (each may be absent: defaults)."""
+    return load_yaml(path, EvalParams, section="eval"), load_yaml(path, PipelineParams, section="pipeline")
+
+
+def _table(rows: dict[str, dict[str, Any]]) -> str:
+    pct = lambda v: "-" if v is None else f"{100 * v:.1f} %"  # noqa: E731
+    lines = ["| model | accuracy with tools | without tools | valid format | valid calls | calls / episode |",
+             "|---|---|---|---|---|---|"]
+    for name, row in rows.items():
+        calls = "-" if row.get("calls_per_episode") is None else f"{row['calls_per_episode']:.2f}"
+        lines.append(f"| {name} | {pct(row.get('accuracy'))} | {pct(row.get('accuracy_without_tools'))} | "
+                     f"{pct(row.get('valid_format_rate'))} | {pct(row.get('valid_call_rate'))} | {calls} |")
+    return "\n".join(lines) + "\n"
+
+
+def _tool_client(tools_config: Path):
+    from thinkimg.server.client import HTTPToolClient
+
+    client = HTTPToolClient.from_env()
+    if client is not None:
+        return client
+    from thinkimg.tools import InProcessToolClient
+    from thinkimg.config import ToolsConfig
+
+    return InProcessToolClient(load_yaml(tools_config, ToolsConfig))
+
+
+KEYS = ("n", "accuracy", "accuracy_without_tools", "valid_format_rate", "valid_call_rate", "calls_per_episode",
+        "tool_failure_rate")
+
+
+def evaluate_stage(params_file: str | Path, *, mlflow: bool = True) -> dict[str, Any]:
+    """The ``evaluate`` stage: each model of ``eval.models`` on the held-out split, with tools and without; the
+    table written to ``eval.metrics`` / ``eval.table``; the candidate registered as ``pipeline.registered_model``
+    and given ``pipeline.alias`` when its accuracy beats the current holder's. Returns the metrics."""
+    from thinkimg.agent.policies.hf import HFPolicy
+    from thinkimg.eval.evaluator import evaluate
+    from thinkimg.eval.tasks import load_task
+
+    cfg, pipe = load_params(params_file)
+    if cfg.candidate not in cfg.models:
+        raise PipelineError(f"{params_file}: eval.candidate: {cfg.candidate!r} is not one of eval.models "
+                            f"({', '.join(cfg.models)})")
+    for name, folder in cfg.models.items():
+        if not (folder / "config.json").is_file():
+            raise PipelineError(f"{params_file}: eval.models.{name}: {folder} holds no model (config.json); "
+                                "run its stage first")
+    rows = load_task("charts", path=cfg.dataset, split=cfg.split, n=cfg.n)
+    if len(rows) == 0:
+        raise PipelineError(f"{cfg.dataset}: the {cfg.split} split has no questions")
+    results: dict[str, dict[str, Any]] = {}
+    run = tracking.start_run(experiment="evaluate", run_name="evaluate", params={"eval": cfg.model_dump(mode="json")},
+                             tags={"thinkimg.stage": "evaluate"}) if mlflow else nullcontext()
+    with run as active, _tool_client(cfg.tools_config) as client:
+        for name, folder in cfg.models.items():
+            start = time.perf_counter()
+            policy = HFPolicy(str(folder), max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
+                              device=cfg.device)
+            summary = evaluate(policy, rows, output=cfg.out / f"{name}.jsonl", client=client,
+                               max_rounds=cfg.max_rounds, batch_size=cfg.batch_size, metric=rows.metric,
+                               ablation=True, viewer=True, mlflow=mlflow, experiment="evaluate",
+                               run_name=f"evaluate:{name}",
+                               params={"policy": "hf", "model": str(folder), "task": "charts", "split": cfg.split})
+            results[name] = {**{k: summary.get(k) for k in KEYS},
+                             "by_type": {k: v["accuracy"] for k, v in summary.get("by_type", {}).items()},
+                             "seconds": round(time.perf_counter() - start, 1)}
+        metrics: dict[str, Any] = {"task": "charts", "split": cfg.split, "n": len(rows), "models": results}
+        if active is not None:
+            tracking.log_metrics({f"{name}.{k}": v for name, row in results.items() for k, v in row.items()
+                                  if k in KEYS})
+            metrics["registry"] = _register(cfg, pipe, results[cfg.candidate])
+    cfg.metrics.parent.mkdir(parents=True, exist_ok=True)
+    cfg.metrics.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    cfg.table.parent.mkdir(parents=True, exist_ok=True)
+    cfg.table.write_text(_table(results), encoding="utf-8")
+    return metrics
+
+
+def _register(cfg: EvalParams, pipe: PipelineParams, result: dict[str, Any]) -> dict[str, Any] | None:
+    """Register the candidate from the MLflow run its training summary names; move the alias if it wins."""
+    if not cfg.candidate_summary.is_file():
+        raise PipelineError(f"{cfg.candidate_summary}: the {cfg.candidate} stage's summary is missing (eval."
+                            "candidate_summary); it names the MLflow run holding the model")
+    summary = json.loads(cfg.candidate_summary.read_text(encoding="utf-8"))
+    run_id, source = summary.get("mlflow_run_id"), summary.get("model_uri")
+    if not run_id or not source:
+        print(f"{cfg.candidate_summary}: no mlflow_run_id/model_uri (trained with --no-mlflow or log_model off): "
+              "not registered", file=sys.stderr)
+        return None
+    score = result["accuracy"] or 0.0
+    version = tracking.register_model(pipe.registered_model, source, run_id, tags={
+        "eval.task": f"charts:{cfg.split}:{result['n']}", "thinkimg.stage": cfg.candidate,
+        **tracking.lineage_tags()})
+    moved = tracking.promote_if_better(pipe.registered_model, version, score, alias=pipe.alias)
+    tracking.log_metrics({"registered_version": int(version), "champion_moved": moved})
+    return {"name": pipe.registered_model, "version": int(version), "alias": pipe.alias, "alias_moved": moved}
+
+
+@contextmanager
+def tool_server(tools_config: str | Path, *, log_path: str | Path | None = None) -> Iterator[str]:
+    """Run the tool server for the duration of the block and export its URL to child processes
+    (``$THINKIMG_TOOL_SERVER_URL``); it is always stopped, and the variable restored, afterwards."""
+    from thinkimg.server.launcher import ToolServer
+
+    previous = os.environ.get(TOOL_SERVER_ENV)
+    with ToolServer(tools_config, log_path=log_path) as server:
+        os.environ[TOOL_SERVER_ENV] = server.url
+        try:
+            yield server.url
+        finally:
+            if previous is None:
+                os.environ.pop(TOOL_SERVER_ENV, None)
+            else:
+                os.environ[TOOL_SERVER_ENV] = previous
+
+
+def dvc_repro(targets: Sequence[str] = (), *, single_item: bool = False, force: bool = False,
+              cwd: str | Path | None = None) -> None:
+    """``dvc repro [targets]`` in a child process (output streamed); a failure raises :class:`PipelineError`."""
+    cmd = [sys.executable, "-m", "dvc", "repro", *(["--single-item"] if single_item else []),
+           *(["--force"] if force else []), *targets]
+    code = subprocess.run(cmd, cwd=cwd).returncode
+    if code != 0:
+        raise PipelineError(f"`dvc repro {' '.join(targets)}` failed (exit {code}); the stage's output is above")
+
+
+@contextmanager
+def parent_run(params_file: str | Path, *, name: str = "pipeline", mlflow: bool = True) -> Iterator[str | None]:
+    """The pipeline's parent MLflow run: its id is exported (``$THINKIMG_MLFLOW_PARENT_RUN_ID``) so the stage
+    processes log nested runs; it ends FAILED when the block raises. Yields the run id (None without MLflow)."""
+    if not mlflow:
+        yield None
+        return
+    _, pipe = load_params(params_file)
+    os.environ.pop(tracking.PARENT_RUN_ENV, None)
+    with tracking.start_run(experiment=pipe.experiment, run_name=name, tags={"thinkimg.stage": "pipeline"},
+                            params={"params_file": str(params_file)}) as run:
+        os.environ[tracking.PARENT_RUN_ENV] = run.info.run_id
+        os.environ[tracking.PARAMS_ENV] = str(Path(params_file).resolve())
+        try:
+            yield run.info.run_id
+        finally:
+            os.environ.pop(tracking.PARENT_RUN_ENV, None)
+        log_pipeline_results(Path(params_file))
+
+
+def log_pipeline_results(params_file: Path) -> None:
+    """Log the learning table and ``dvc.lock`` to the active (parent) run."""
+    cfg, _ = load_params(params_file)
+    if cfg.metrics.is_file():
+        metrics = json.loads(cfg.metrics.read_text(encoding="utf-8"))
+        tracking.log_metrics({f"{name}.{k}": v for name, row in metrics.get("models", {}).items()
+                              for k, v in row.items() if k in KEYS})
+    tracking.log_artifacts([p for p in (Path("dvc.lock"), cfg.metrics, cfg.table) if p.is_file()],
+                           artifact_path="pipeline")
+
+
+def run_pipeline(params_file: str | Path = "params.yaml", *, targets: Sequence[str] = (), force: bool = False,
+                 mlflow: bool = True) -> str | None:
+    """``dvc repro`` inside the parent run, with the tool server up (``pipeline.tool_server``); returns the run id."""
+    cfg, pipe = load_params(params_file)
+    with parent_run(params_file, mlflow=mlflow) as run_id:
+        with (tool_server(cfg.tools_config) if pipe.tool_server else nullcontext()):
+            dvc_repro(targets, force=force)
+    return run_id
+
+
+def reevaluate(params_file: str | Path, *, version: str | None = None) -> dict[str, Any]:
+    """Evaluate the model holding ``pipeline.alias`` (or ``version``) on the ``eval.reevaluate`` tasks, each an
+    MLflow run of experiment ``thinkimg-reevaluate`` tagged with the version. Returns the summaries by task."""
+    import mlflow as mlflow_lib
+    from mlflow import MlflowClient
+
+    from thinkimg.agent.policies.hf import HFPolicy
+    from thinkimg.eval.evaluator import evaluate
+    from thinkimg.eval.tasks import load_task
+
+    cfg, pipe = load_params(params_file)
+    tracking.configure()
+    if version is None:
+        held = tracking.alias_version(pipe.registered_model, pipe.alias)
+        if held is None:
+            raise PipelineError(f"no version of {pipe.registered_model!r} holds alias {pipe.alias!r} in "
+                                f"{tracking.tracking_uri()}: run the pipeline first")
+    else:
+        held = MlflowClient().get_model_version(pipe.registered_model, version)
+    local = cfg.out / "reevaluate" / f"v{held.version}"
+    if not (local / "config.json").is_file():
+        local.mkdir(parents=True, exist_ok=True)
+        mlflow_lib.artifacts.download_artifacts(artifact_uri=held.source, dst_path=str(local))
+        nested = [p for p in local.iterdir() if p.is_dir() and (p / "config.json").is_file()]
+        if not (local / "config.json").is_file() and nested:
+            local = nested[0]
+    summaries = {}
+    with _tool_client(cfg.tools_config) as client:
+        policy = HFPolicy(str(local), max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, device=cfg.device)
+        for spec in cfg.reevaluate:
+            rows = load_task(spec.task, **spec.task_args)
+            # one results file per day: a scheduled run starts afresh, a killed one resumes the same day
+            out = cfg.out / "reevaluate" / f"v{held.version}-{spec.task}-{time.strftime('%Y%m%d')}.jsonl"
+            summaries[spec.task] = evaluate(
+                policy, rows, output=out, client=client, max_rounds=cfg.max_rounds, batch_size=cfg.batch_size,
+                metric=rows.metric, ablation=True, viewer=True, mlflow=True, experiment="thinkimg-reevaluate",
+                run_name=f"{pipe.registered_model}:v{held.version}:{spec.task}",
+                params={"policy": "hf", "model": f"models:/{pipe.registered_model}/{held.version}",
+                        "task": spec.task, "task_args": spec.task_args, "alias": pipe.alias})
+    return summaries
