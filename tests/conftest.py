@@ -130,3 +130,73 @@ def write_sft_dataset(root: Path, conversations) -> Path:
                                  conversation=json.dumps(data), images=list(files.values())))
     write_jsonl(root / "sft.jsonl", records)
     return root
+
+
+# ---------------------------------------------------------------------------------------------- the tiny pipeline
+
+#: Params that make the whole pipeline run in a few minutes on 2 cores (applied to a copy of params.yaml).
+SMALL_PIPELINE = {
+    "data": {"sft_trajectories": 12, "rl_questions": 8, "eval_questions": 6, "chart_kinds": {"bar": 1, "hbar": 1},
+             "chunk_charts": 4},
+    "model": {"pretrain": {"steps": 5}},
+    "sft": {"max_steps": 5, "logging_steps": 1, "save_steps": 5},
+    "grpo": {"max_steps": 1, "num_generations": 2, "per_device_batch_size": 2, "max_completion_length": 64,
+             "max_tool_calls": 1},
+    "eval": {"n": 4, "max_new_tokens": 32, "max_rounds": 2,
+             "reevaluate": [{"task": "charts", "task_args": {"path": "artifacts/datasets/charts", "split": "eval",
+                                                             "n": 3}}]},
+}
+
+
+def _merge(base: dict, update: dict) -> dict:
+    for key, value in update.items():
+        base[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) and key != "chart_kinds" else value
+    return base
+
+
+def update_params(repo: Path, update: dict) -> None:
+    """Merge ``update`` (nested sections) into ``repo/params.yaml``."""
+    import yaml
+
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    path.write_text(yaml.safe_dump(_merge(params, update), sort_keys=False), encoding="utf-8")
+
+
+def pipeline_env(repo: Path) -> dict[str, str]:
+    """Environment for commands in a pipeline copy: the venv's `thinkimg`/`dvc` first on PATH, the copy's own
+    code (PYTHONPATH), MLflow store and Prefect home, no parent run or tool server inherited."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("THINKIMG_MLFLOW_PARENT_RUN_ID", "THINKIMG_TOOL_SERVER_URL", "THINKIMG_PARAMS")}
+    env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}", PYTHONPATH=str(repo),
+               MLFLOW_TRACKING_URI=f"sqlite:///{repo / 'mlruns' / 'mlflow.db'}",
+               PREFECT_HOME=str(repo / ".prefect"), DVC_NO_ANALYTICS="1")
+    return env
+
+
+@pytest.fixture(scope="session")
+def pipeline_repo(tmp_path_factory, data_dir) -> Path:
+    """A git copy of this repository (tracked and untracked-not-ignored files, plus data/) with small params, where
+    `thinkimg pipeline run` (dvc repro in an MLflow parent run) has completed once: every stage is up to date."""
+    repo = tmp_path_factory.mktemp("pipeline") / "repo"
+    repo.mkdir()
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+    import shutil
+
+    for name in files:
+        source = REPO / name
+        if source.is_file() and not name.startswith("data/"):
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, repo / name)
+    shutil.copytree(data_dir, repo / "data")
+    update_params(repo, SMALL_PIPELINE)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "copy"], cwd=repo, check=True)
+    run = subprocess.run([sys.executable, "-m", "thinkimg.cli", "pipeline", "run"], cwd=repo, env=pipeline_env(repo),
+                         capture_output=True, text=True, timeout=1500)
+    if run.returncode != 0:
+        pytest.fail(f"the tiny pipeline failed (exit {run.returncode}):\n{run.stdout[-4000:]}\n{run.stderr[-6000:]}")
+    return repo

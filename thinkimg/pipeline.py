@@ -68,8 +68,9 @@ class EvalParams(StrictModel):
     metrics: Path = Path("metrics/eval.json")
     table: Path = Path("metrics/eval.md")
     tools_config: Path = Path("configs/tools.yaml")
-    #: What the re-evaluation deployment runs on the champion.
+    #: What the re-evaluation deployment runs on the champion, and where (outside the evaluate stage's outputs).
     reevaluate: list[TaskSpec] = Field(default_factory=lambda: [TaskSpec()])
+    reevaluate_out: Path = Path("artifacts/reevaluate")
 
 
 class PipelineParams(StrictModel):
@@ -88,8 +89,18 @@ class PipelineParams(StrictModel):
 
 
 def load_params(path: str | Path) -> tuple[EvalParams, PipelineParams]:
-    """The ``eval`` and ``pipeline`` sections (each may be absent: defaults)."""
-    return load_yaml(path, EvalParams, section="eval"), load_yaml(path, PipelineParams, section="pipeline")
+    """The ``eval`` and ``pipeline`` sections of a params file (an absent section means its defaults)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        raw = None  # load_yaml below reports it with the file and line
+    sections = []
+    for name, model in (("eval", EvalParams), ("pipeline", PipelineParams)):
+        absent = isinstance(raw, dict) and name not in raw
+        sections.append(model() if absent else load_yaml(path, model, section=name))
+    return sections[0], sections[1]
 
 
 def _table(rows: dict[str, dict[str, Any]]) -> str:
@@ -189,10 +200,14 @@ def _register(cfg: EvalParams, pipe: PipelineParams, result: dict[str, Any]) -> 
 @contextmanager
 def tool_server(tools_config: str | Path, *, log_path: str | Path | None = None) -> Iterator[str]:
     """Run the tool server for the duration of the block and export its URL to child processes
-    (``$THINKIMG_TOOL_SERVER_URL``); it is always stopped, and the variable restored, afterwards."""
+    (``$THINKIMG_TOOL_SERVER_URL``); it is always stopped, and the variable restored, afterwards. When the variable
+    already names servers (e.g. replicas from scripts/serve_replicas.sh), those are used and none is started."""
     from thinkimg.server.launcher import ToolServer
 
     previous = os.environ.get(TOOL_SERVER_ENV)
+    if previous:
+        yield previous
+        return
     with ToolServer(tools_config, log_path=log_path) as server:
         os.environ[TOOL_SERVER_ENV] = server.url
         try:
@@ -222,16 +237,23 @@ def parent_run(params_file: str | Path, *, name: str = "pipeline", mlflow: bool 
         yield None
         return
     _, pipe = load_params(params_file)
-    os.environ.pop(tracking.PARENT_RUN_ENV, None)
-    with tracking.start_run(experiment=pipe.experiment, run_name=name, tags={"thinkimg.stage": "pipeline"},
-                            params={"params_file": str(params_file)}) as run:
-        os.environ[tracking.PARENT_RUN_ENV] = run.info.run_id
-        os.environ[tracking.PARAMS_ENV] = str(Path(params_file).resolve())
-        try:
-            yield run.info.run_id
-        finally:
-            os.environ.pop(tracking.PARENT_RUN_ENV, None)
-        log_pipeline_results(Path(params_file))
+    saved = {key: os.environ.pop(key, None) for key in (tracking.PARENT_RUN_ENV, tracking.PARAMS_ENV)}
+    os.environ[tracking.PARAMS_ENV] = str(Path(params_file).resolve())
+    try:
+        with tracking.start_run(experiment=pipe.experiment, run_name=name, tags={"thinkimg.stage": "pipeline"},
+                                params={"params_file": str(params_file)}) as run:
+            os.environ[tracking.PARENT_RUN_ENV] = run.info.run_id
+            try:
+                yield run.info.run_id
+            finally:
+                os.environ.pop(tracking.PARENT_RUN_ENV, None)
+            log_pipeline_results(Path(params_file))
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def log_pipeline_results(params_file: Path) -> None:
@@ -274,7 +296,7 @@ def reevaluate(params_file: str | Path, *, version: str | None = None) -> dict[s
                                 f"{tracking.tracking_uri()}: run the pipeline first")
     else:
         held = MlflowClient().get_model_version(pipe.registered_model, version)
-    local = cfg.out / "reevaluate" / f"v{held.version}"
+    local = cfg.reevaluate_out / f"v{held.version}"
     if not (local / "config.json").is_file():
         local.mkdir(parents=True, exist_ok=True)
         mlflow_lib.artifacts.download_artifacts(artifact_uri=held.source, dst_path=str(local))
@@ -287,7 +309,7 @@ def reevaluate(params_file: str | Path, *, version: str | None = None) -> dict[s
         for spec in cfg.reevaluate:
             rows = load_task(spec.task, **spec.task_args)
             # one results file per day: a scheduled run starts afresh, a killed one resumes the same day
-            out = cfg.out / "reevaluate" / f"v{held.version}-{spec.task}-{time.strftime('%Y%m%d')}.jsonl"
+            out = cfg.reevaluate_out / f"v{held.version}-{spec.task}-{time.strftime('%Y%m%d')}.jsonl"
             summaries[spec.task] = evaluate(
                 policy, rows, output=out, client=client, max_rounds=cfg.max_rounds, batch_size=cfg.batch_size,
                 metric=rows.metric, ablation=True, viewer=True, mlflow=True, experiment="thinkimg-reevaluate",
