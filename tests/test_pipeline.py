@@ -166,9 +166,11 @@ def test_failing_stage_fails_flow_and_mlflow_run_and_stops_the_tool_server(in_re
     assert state.is_failed()
     with pytest.raises(StageFailed, match="grpo"):
         state.result()
-    parent = next(r for r in _runs(client) if r.info.run_id not in before_runs
-                  and r.data.tags.get("thinkimg.stage") == "pipeline")
+    new = [r for r in _runs(client) if r.info.run_id not in before_runs]
+    parent = next(r for r in new if r.data.tags.get("thinkimg.stage") == "pipeline")
     assert parent.info.status == "FAILED"
+    stage = next(r for r in new if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id)
+    assert stage.info.run_name == "grpo" and stage.info.status == "FAILED"
     assert _tool_servers() <= before_servers, "a tool server outlived the failed flow run"
 
 

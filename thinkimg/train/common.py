@@ -161,34 +161,43 @@ def save_final(trainer: Any, processor: Any, out: Path, lora: bool) -> None:
         processor.save_pretrained(str(out))
 
 
-def run_training(trainer: Any, params: TrainParams, section: str, checkpoint: str | None, *, mlflow_run: bool,
+def stage_run(params: TrainParams, section: str, enabled: bool):
+    """The stage's MLflow run (experiment ``section``; a child of the pipeline's run when there is one), opened before
+    anything is checked so that any failure of the stage marks it FAILED; a null context without MLflow or off the
+    main process."""
+    if not (enabled and is_main_process()):
+        return nullcontext()
+    return tracking.start_run(experiment=section, run_name=section, params={section: params.model_dump(mode="json")},
+                              tags={"thinkimg.stage": section})
+
+
+def run_training(trainer: Any, params: TrainParams, checkpoint: str | None, *, active: Any,
                  summary: dict[str, Any], save: Callable[[], None], log: tuple[str, ...] = (),
                  after: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Train (resuming from ``checkpoint``) inside an MLflow run of experiment ``section`` (main process only),
-    ``save()`` the final model, and return ``summary`` updated with TRL's train metrics, global step, steps run,
-    seconds per step and ``curve`` (the per-step log: step and numeric values).
+    """Train (resuming from ``checkpoint``), ``save()`` the final model, and return ``summary`` updated with TRL's
+    train metrics, global step, steps run, seconds per step and ``curve`` (the per-step log: step and numbers).
 
-    ``after()`` adds entries once training is done; they, ``s_per_step`` and the ``log`` keys of ``summary`` are
-    logged to the run as metrics; with ``params.log_model`` the saved model's files are logged as ``model/``."""
+    ``active`` is the stage's MLflow run (:func:`stage_run`) or None. ``after()`` adds entries once training is
+    done; they, ``s_per_step`` and the ``log`` keys of ``summary`` are logged to the run as metrics; with
+    ``params.log_model`` the saved model's files are logged as ``model/``."""
     start_step = checkpoint_step(checkpoint)
-    run = tracking.start_run(experiment=section, run_name=section, params={section: params.model_dump(mode="json")},
-                             tags={"resumed_from": checkpoint or "", "thinkimg.stage": section}) \
-        if mlflow_run and is_main_process() else nullcontext()
-    with run as active:
-        start = time.perf_counter()
-        result = trainer.train(resume_from_checkpoint=checkpoint)
-        seconds = time.perf_counter() - start
-        steps = trainer.state.global_step - start_step
-        summary.update(result.metrics, global_step=trainer.state.global_step, steps=steps,
-                       s_per_step=seconds / steps if steps else None)
-        extra = after() if after else {}
-        summary.update(extra)
-        save()
-        summary["curve"] = [{k: v for k, v in entry.items() if isinstance(v, (int, float))}
-                            for entry in trainer.state.log_history if "step" in entry and "train_runtime" not in entry]
-        if active is not None:
-            tracking.log_metrics({k: summary[k] for k in ("s_per_step", *log, *extra)})
-            if params.log_model:
-                summary["model_uri"] = tracking.log_model_folder(params.out)
-            summary["mlflow_run_id"] = active.info.run_id
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    seconds = time.perf_counter() - start
+    steps = trainer.state.global_step - start_step
+    summary.update(result.metrics, global_step=trainer.state.global_step, steps=steps,
+                   s_per_step=seconds / steps if steps else None)
+    extra = after() if after else {}
+    summary.update(extra)
+    save()
+    summary["curve"] = [{k: v for k, v in entry.items() if isinstance(v, (int, float))}
+                        for entry in trainer.state.log_history if "step" in entry and "train_runtime" not in entry]
+    if active is not None:
+        import mlflow
+
+        mlflow.set_tag("resumed_from", checkpoint or "")
+        tracking.log_metrics({k: summary[k] for k in ("s_per_step", *log, *extra)})
+        if params.log_model:
+            summary["model_uri"] = tracking.log_model_folder(params.out)
+        summary["mlflow_run_id"] = active.info.run_id
     return summary

@@ -21,7 +21,8 @@ from pydantic import Field, model_validator
 
 from thinkimg.config import ToolsConfig, load_yaml
 from thinkimg.train.common import (TrainError, TrainParams, check_dataset_dir, check_model_dir, lora_config,
-                                   prepare_out, run_training, save_final, trainer_args)
+                                   prepare_out, run_training, save_final, stage_run,
+                                   trainer_args)
 from thinkimg.train.rewards import REWARDS, reward_funcs
 
 EXPERIMENT = "grpo"
@@ -197,18 +198,20 @@ def train_grpo(params: GRPOParams, *, resume: bool = True, mlflow_run: bool = Tr
     ``resume`` continues from the last checkpoint in ``out`` (else starts over). With ``mlflow_run`` params and
     per-step metrics (each reward, tool-call frequency and failure rate, KL, completion length) go to a new run of
     the ``grpo`` experiment. Returns a summary: TRL's train metrics, steps, seconds per step, tool cache counts."""
-    trainer, built = build_trainer(params, resume=resume, mlflow_run=mlflow_run, trainer_cls=trainer_cls,
-                                   client=client)
-    checkpoint, client = built["checkpoint"], built["client"]
+    with stage_run(params, EXPERIMENT, mlflow_run) as active:
+        trainer, built = build_trainer(params, resume=resume, mlflow_run=mlflow_run, trainer_cls=trainer_cls,
+                                       client=client)
+        checkpoint, client = built["checkpoint"], built["client"]
 
-    def cache_counts() -> dict[str, Any]:
-        return {"tool_cache_hits": client.hits, "tool_cache_misses": client.misses} if hasattr(client, "hits") else {}
+        def cache_counts() -> dict[str, Any]:
+            return {"tool_cache_hits": client.hits, "tool_cache_misses": client.misses} \
+                if hasattr(client, "hits") else {}
 
-    try:
-        summary = run_training(trainer, params, EXPERIMENT, checkpoint, mlflow_run=mlflow_run, after=cache_counts,
-                               summary={"questions": built["questions"], "resumed_from": checkpoint,
-                                        "out": str(params.out)},
-                               save=lambda: save_final(trainer, built["processor"], params.out, params.lora))
-    finally:
-        client.close()
+        try:
+            summary = run_training(trainer, params, checkpoint, active=active, after=cache_counts,
+                                   summary={"questions": built["questions"], "resumed_from": checkpoint,
+                                            "out": str(params.out)},
+                                   save=lambda: save_final(trainer, built["processor"], params.out, params.lora))
+        finally:
+            client.close()
     return summary

@@ -20,7 +20,8 @@ from pydantic import Field
 
 from thinkimg.config import load_yaml
 from thinkimg.train.common import (TrainError, TrainParams, check_dataset_dir, check_model_dir, lora_config,
-                                   prepare_out, run_training, save_final, trainer_args)
+                                   prepare_out, run_training, save_final, stage_run,
+                                   trainer_args)
 
 EXPERIMENT = "sft"
 
@@ -103,30 +104,34 @@ def train_sft(params: SFTParams, *, resume: bool = True, mlflow_run: bool = True
     ``resume`` continues from the last checkpoint in ``out`` (else starts over, removing old checkpoints).
     ``mlflow_run`` logs params and per-step metrics into a new run of the ``sft`` experiment
     (:mod:`thinkimg.tracking`). Returns a summary: TRL's train metrics, steps, seconds per step, counts, paths."""
-    check_model_dir(params.model)
-    check_dataset_dir(params.dataset)
-    import torch
-    from transformers import AutoModelForImageTextToText
-    from trl import SFTTrainer
+    with stage_run(params, EXPERIMENT, mlflow_run) as active:
+        check_model_dir(params.model)
+        check_dataset_dir(params.dataset)
+        import torch
+        from transformers import AutoModelForImageTextToText
+        from trl import SFTTrainer
 
-    from thinkimg.agent.env import ChartToolEnv
-    from thinkimg.agent.policies.hf_processor import load_processor
-    from thinkimg.agent.rollout import tool_schemas
-    from thinkimg.train.chat import SFTRenderer
+        from thinkimg.agent.env import ChartToolEnv
+        from thinkimg.agent.policies.hf_processor import load_processor
+        from thinkimg.agent.rollout import tool_schemas
+        from thinkimg.train.chat import SFTRenderer
 
-    processor = load_processor(params.model)
-    renderer = SFTRenderer(processor, tool_schemas(ChartToolEnv()))
-    records, too_long = fitting_records(params, renderer)
-    if not records:
-        raise SFTError(f"{params.dataset / 'sft.jsonl'}: no trajectories to train on ({too_long} longer than "
-                       f"max_length={params.max_length} tokens were skipped)")
-    config = _config(params, report_to=["mlflow"] if mlflow_run else [])
-    checkpoint = prepare_out(params.out, resume)
-    model = AutoModelForImageTextToText.from_pretrained(str(params.model), dtype=torch.float32)
-    trainer = SFTTrainer(model=model, args=config, train_dataset=sft_dataset(records, params.dataset, renderer),
-                         processing_class=processor, peft_config=lora_config(params.lora_r, params.lora_alpha, params.lora_dropout)
-                         if params.lora else None)
-    summary = run_training(trainer, params, EXPERIMENT, checkpoint, mlflow_run=mlflow_run, summary={
-        "trajectories": len(records), "skipped_too_long": too_long, "resumed_from": checkpoint, "out": str(params.out)},
-        log=("trajectories", "skipped_too_long"), save=lambda: save_final(trainer, processor, params.out, params.lora))
+        processor = load_processor(params.model)
+        renderer = SFTRenderer(processor, tool_schemas(ChartToolEnv()))
+        records, too_long = fitting_records(params, renderer)
+        if not records:
+            raise SFTError(f"{params.dataset / 'sft.jsonl'}: no trajectories to train on ({too_long} longer than "
+                           f"max_length={params.max_length} tokens were skipped)")
+        config = _config(params, report_to=["mlflow"] if mlflow_run else [])
+        checkpoint = prepare_out(params.out, resume)
+        model = AutoModelForImageTextToText.from_pretrained(str(params.model), dtype=torch.float32)
+        lora = lora_config(params.lora_r, params.lora_alpha, params.lora_dropout) if params.lora else None
+        trainer = SFTTrainer(model=model, args=config, train_dataset=sft_dataset(records, params.dataset, renderer),
+                             processing_class=processor, peft_config=lora)
+        summary = run_training(
+            trainer, params, checkpoint, active=active,
+            summary={"trajectories": len(records), "skipped_too_long": too_long, "resumed_from": checkpoint,
+                     "out": str(params.out)},
+            log=("trajectories", "skipped_too_long"),
+            save=lambda: save_final(trainer, processor, params.out, params.lora))
     return summary
