@@ -283,7 +283,8 @@ def test_params_errors_name_the_file_and_field(tmp_path):
     path.write_text("data:\n  chart_kinds: {bar: 1, radar: 2}\n")
     with pytest.raises(ValueError, match=r"radar"):
         load_params(path)
-    assert load_params(ROOT / "params.yaml").rl_questions >= 2000
+    repo = load_params(ROOT / "params.yaml")  # the repository's own params load (the tiny pipeline's sizes)
+    assert repo.sft_trajectories > 0 and repo.rl_questions > 0 and repo.eval_questions > 0
 
 
 def test_read_split_names_the_file_line_and_field(dataset, tmp_path):
