@@ -5,7 +5,9 @@ one MLflow parent run (each stage that runs logs a nested run); the tool server 
 and is always stopped after, whatever happens. Transient failures (a held DVC lock, a tool server that went away)
 are retried ``pipeline.retries`` times; any other failure fails the flow run and its MLflow run at once.
 
-    python -m flows.pipeline                # train-grpo once, on a temporary local Prefect server
+    make up && python -m flows.pipeline     # train-grpo once, recorded by the local Prefect server (prefect.toml)
+    PREFECT_API_URL= PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=90 python -m flows.pipeline
+                                            # ... or on a temporary server, without `make up`
     python flows/deploy.py                  # serve the deployments (what `make up` starts)
 """
 
