@@ -23,6 +23,7 @@ from pydantic import Field
 
 from thinkimg import tracking
 from thinkimg.config import StrictModel, load_yaml
+from thinkimg.server.client import connect
 
 __all__ = ["EvalParams", "PipelineError", "PipelineParams", "evaluate_stage", "reevaluate", "run_pipeline",
            "tool_server"]
@@ -114,18 +115,6 @@ def _table(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _tool_client(tools_config: Path):
-    from thinkimg.server.client import HTTPToolClient
-
-    client = HTTPToolClient.from_env()
-    if client is not None:
-        return client
-    from thinkimg.tools import InProcessToolClient
-    from thinkimg.config import ToolsConfig
-
-    return InProcessToolClient(load_yaml(tools_config, ToolsConfig))
-
-
 KEYS = ("n", "accuracy", "accuracy_without_tools", "valid_format_rate", "valid_call_rate", "calls_per_episode",
         "tool_failure_rate")
 
@@ -152,7 +141,7 @@ def evaluate_stage(params_file: str | Path, *, mlflow: bool = True) -> dict[str,
     results: dict[str, dict[str, Any]] = {}
     run = tracking.start_run(experiment="evaluate", run_name="evaluate", params={"eval": cfg.model_dump(mode="json")},
                              tags={"thinkimg.stage": "evaluate"}) if mlflow else nullcontext()
-    with run as active, _tool_client(cfg.tools_config) as client:
+    with run as active, connect(tools_config=cfg.tools_config) as client:
         for name, folder in cfg.models.items():
             start = time.perf_counter()
             policy = HFPolicy(str(folder), max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
@@ -304,7 +293,7 @@ def reevaluate(params_file: str | Path, *, version: str | None = None) -> dict[s
         if not (local / "config.json").is_file() and nested:
             local = nested[0]
     summaries = {}
-    with _tool_client(cfg.tools_config) as client:
+    with connect(tools_config=cfg.tools_config) as client:
         policy = HFPolicy(str(local), max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, device=cfg.device)
         for spec in cfg.reevaluate:
             rows = load_task(spec.task, **spec.task_args)

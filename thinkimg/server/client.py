@@ -129,3 +129,18 @@ def _error(resp: httpx.Response) -> dict:
 
 def _error_type(resp: httpx.Response) -> str | None:
     return _error(resp).get("type")
+
+
+def connect(urls: str | None = None, tools_config: Any = None) -> ToolClient:
+    """The one way a stage gets its tools: the tool server(s) of ``urls`` or ``THINKIMG_TOOL_SERVER_URL``
+    (:meth:`HTTPToolClient.from_env`), else the tools in-process with ``tools_config`` (a YAML path or a
+    ``ToolsConfig``; None: the defaults)."""
+    client = HTTPToolClient.from_env(urls)
+    if client is not None:
+        return client
+    from thinkimg.config import ToolsConfig, load_yaml
+    from thinkimg.tools import InProcessToolClient
+
+    if tools_config is None or isinstance(tools_config, ToolsConfig):
+        return InProcessToolClient(tools_config or ToolsConfig())
+    return InProcessToolClient(load_yaml(tools_config, ToolsConfig))

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from thinkimg.config import ToolsConfig, load_yaml
+from thinkimg.config import load_yaml
 from thinkimg.train.common import (TrainError, TrainParams, check_dataset_dir, check_model_dir, lora_config,
                                    prepare_out, run_training, save_final, stage_run,
                                    trainer_args)
@@ -104,13 +104,10 @@ def tool_client(params: GRPOParams):
     """The ToolClient rollouts call through, behind the result cache: the tool server of ``grpo.tool_server_url`` or
     ``THINKIMG_TOOL_SERVER_URL`` (comma-separated replicas; ``THINKIMG_TOOLS_TOKEN`` as bearer token), else the
     tools in-process with ``grpo.tools_config``."""
-    from thinkimg.server.client import HTTPToolClient
-    from thinkimg.tools import CachedToolClient, InProcessToolClient
+    from thinkimg.server.client import connect
+    from thinkimg.tools import CachedToolClient
 
-    client = HTTPToolClient.from_env(params.tool_server_url)
-    if client is None:
-        config = load_yaml(params.tools_config, ToolsConfig) if params.tools_config else ToolsConfig()
-        client = InProcessToolClient(config)
+    client = connect(params.tool_server_url, params.tools_config)
     return CachedToolClient(client, params.tool_cache_entries) if params.tool_cache_entries else client
 
 
