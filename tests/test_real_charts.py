@@ -158,3 +158,19 @@ def test_point_bar_for_label_on_real_3d_vertical_bars(client, charts):
     (x, y), box, label_box = result.data["points"][0], result.data["boxes"][0], result.data["label_boxes"][0]
     assert y < label_box[1] and box[0] <= (label_box[0] + label_box[2]) / 2 <= box[2]
     assert box[3] - box[1] > 50  # a tall bar, not the floor or a grid line
+
+
+@pytest.mark.parametrize(
+    "stem, label, value",
+    [
+        ("24", "Economy", "25"),  # grouped horizontal bars; the value printed right of the bar's end
+        ("24", "Health care reform", "13"),
+        ("225", "Court system", "65"),  # diverging stacked bars; the value printed inside, at the segment's end
+        ("225", "Military", "63"),
+    ],
+)
+def test_point_value_label_on_real_bars(client, charts, stem, label, value):
+    result = client.call("Point", charts[stem]["image"], {"description": f"the value label of {label}"})
+    assert result.data["kind"] == "value"
+    assert result.data["matched"][0] == value, result.text
+    assert result.text.startswith("Point: (") and f'— "{value}", the value label of the bar for "{label}"' in result.text

@@ -330,3 +330,85 @@ def test_bad_arguments_name_the_argument(client, tool, arguments, argument):
         client.call(tool, CHARTS["vertical"].image, arguments)
     assert err.value.argument == argument
     assert err.value.message.startswith(f"{tool}: argument {argument!r}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Point: the value printed at a bar, bars by rank, a title set over several lines
+
+NEGATIVE = render_bar_chart({"North": 12.5, "South": -8, "East": 21, "West": -3.5}, title="Net migration")
+
+
+def test_point_value_label_quotes_the_value_printed_at_each_bar(client):
+    """Every bar of five charts: the point lands on that bar's printed value and the quote is what OCR read there
+    (the printed value itself but for OCR slips)."""
+    total, exact, slips = 0, 0, []
+    for name in ("vertical", "horizontal", "rotated", "large", "colours"):
+        chart = CHARTS[name]
+        for category, value in chart.table.items():
+            result = client.call("Point", chart.image, {"description": f"the value label of {category}"})
+            assert result.data["kind"] == "value" and len(result.data["points"]) == 1, result.text
+            (x, y), quoted = result.data["points"][0], result.data["matched"][0]
+            assert inside((x, y), chart.boxes["values"][category], margin=3), (name, result.text)
+            assert result.text == f'Point: ({x}, {y}) — "{quoted}", the value label of the bar for "{category}"'
+            total += 1
+            if quoted == "%g" % value:
+                exact += 1
+            else:
+                slips.append(f"{name}:{category}: {quoted!r}")
+    assert total == 23 and exact / total >= 0.9, slips
+
+
+@pytest.mark.parametrize("description", ["the value label of South", "value of 'West'", "the value printed for East",
+                                         "the value at the bar for North"])
+def test_point_value_label_of_negative_and_positive_bars(client, description):
+    result = client.call("Point", NEGATIVE.image, {"description": description})
+    category = next(c for c in NEGATIVE.table if c.lower() in description.lower())
+    assert inside(result.data["points"][0], NEGATIVE.boxes["values"][category], margin=3), result.text
+
+
+def test_point_value_label_without_printed_values_says_so(client):
+    chart = render_bar_chart({"Apples": 41, "Pears": 27}, value_labels=False, title="Fruit")
+    with pytest.raises(ToolError) as err:
+        client.call("Point", chart.image, {"description": "the value label of Pears"})
+    assert "no text printed at its ends" in err.value.message and err.value.argument == "description"
+
+
+@pytest.mark.parametrize(
+    "chart_name, description, expected",
+    [
+        ("vertical", "the highest bar", "Dates"),
+        ("vertical", "the lowest bar", "Bananas"),
+        ("vertical", "the second highest bar", "Cherries"),
+        ("horizontal", "the longest bar", "Denmark"),
+        ("horizontal", "the shortest bar", "Finland"),
+        ("horizontal", "the 3rd highest bar", "Iceland"),
+        ("rotated", "the tallest bar", "Research"),
+        ("rotated", "the third highest bar", "Operations"),
+        ("small", "the highest bar", "2021"),
+        ("colours", "the lowest bar", "Birds"),
+        ("negative", "the highest bar", "East"),
+        ("negative", "the lowest bar", "South"),
+        ("negative", "the second lowest bar", "West"),
+    ],
+)
+def test_point_finds_bars_by_rank(client, chart_name, description, expected):
+    chart = NEGATIVE if chart_name == "negative" else CHARTS[chart_name]
+    result = client.call("Point", chart.image, {"description": description})
+    assert result.data["kind"] == "ranked"
+    assert result.data["matched"] == [expected], result.text
+    assert result.text.startswith(f'Point: ') and f'— "{expected}", the label of the ' in result.text
+    assert sorted(result.data["ranking"]) == sorted(chart.table)  # every bar found, with its category label
+
+
+def test_point_rank_needs_bars(client):
+    chart = render_bar_chart({"Only": 3}, title="One bar")
+    with pytest.raises(ToolError) as err:
+        client.call("Point", chart.image, {"description": "the second highest bar"})
+    assert "too few" in err.value.message
+
+
+def test_point_chart_title_joins_a_title_set_over_several_lines(client):
+    chart = render_bar_chart({"A": 3, "B": 5, "C": 4}, title="Average weekly hours worked\nby full-time staff, 2021")
+    result = client.call("Point", chart.image, {"description": "the chart title"})
+    assert result.data["matched"] == ["Average weekly hours worked by full-time staff, 2021"], result.text
+    assert result.text.endswith('— "Average weekly hours worked by full-time staff, 2021"')

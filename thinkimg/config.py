@@ -74,6 +74,13 @@ class CropConfig(StrictModel):
     max_upscale: float = Field(4.0, ge=1.0, le=16.0)
 
 
+class LinesConfig(StrictModel):
+    """DrawHorizontalLineByY / DrawVerticalLineByX."""
+
+    #: Also say what value the line marks on the value axis (OCR of the tick labels, cached per image).
+    read_axis: bool = True
+
+
 class LimitsConfig(StrictModel):
     """Input and work limits of the tool server."""
 
@@ -107,6 +114,7 @@ class ToolsConfig(StrictModel):
     tools: list[str] | None = None
     ocr: OCRConfig = OCRConfig()
     crop: CropConfig = CropConfig()
+    lines: LinesConfig = LinesConfig()
     server: ServerConfig = ServerConfig()
     limits: LimitsConfig = LimitsConfig()
 

@@ -26,3 +26,9 @@ def overlap_of_smaller(a: Box, b: Box) -> float:
     """Intersection over the smaller box's area (1.0 when the smaller box lies inside the other)."""
     small = min(area(a), area(b))
     return intersection(a, b) / small if small else 0.0
+
+
+def overlap_1d(a0: float, a1: float, b0: float, b1: float) -> float:
+    """How much of the shorter of two intervals ``[a0, a1)`` and ``[b0, b1)`` the other covers, in [0, 1]."""
+    inter = min(a1, b1) - max(a0, b0)
+    return max(0.0, inter) / max(1.0, min(a1 - a0, b1 - b0))

@@ -1,4 +1,8 @@
-"""DrawHorizontalLineByY and DrawVerticalLineByX: pixel-exact lines on a same-size copy of the image."""
+"""DrawHorizontalLineByY and DrawVerticalLineByX: pixel-exact lines on a same-size copy of the image.
+
+Like a ruler laid across the chart, each also says what value the line marks on the value axis it crosses, read
+from that axis' tick labels (OCR, then a straight fit; :mod:`thinkimg.tools.axis`) when the image has one
+(``lines.read_axis`` in the tools config)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Literal
 from PIL import Image
 from pydantic import Field
 
+from thinkimg.tools.axis import read_axis
 from thinkimg.tools.base import Tool, ToolArgs, ToolResult, check_coordinate
 from thinkimg.tools.registry import register_tool
 
@@ -30,6 +35,19 @@ class VerticalLineArgs(ToolArgs):
     color: Literal["red", "blue", "green", "black", "magenta"] = Field("red", description="Line colour.")
 
 
+def axis_reading(tool: Tool, image: Image.Image, axis: str, pos: int) -> tuple[str, dict]:
+    """What the line at ``pos`` marks on the value axis (" The y axis reads 4.8 at y=66.") and its data; nothing
+    when ``lines.read_axis`` is off."""
+    if not tool.context.config.lines.read_axis:
+        return "", {}
+    fit = read_axis(tool.context.ocr(image), axis)
+    if fit is None:
+        return f" No {axis} axis with numeric tick labels was found to read.", {}
+    value = fit.value_at(pos)
+    return (f" The {axis} axis reads {fit.format(value)} at {axis}={pos}.",
+            {"reading": value, "ticks": [v for _, v in fit.ticks]})
+
+
 def _draw_line(image: Image.Image, axis: str, pos: int, color: str) -> Image.Image:
     out = image.copy()
     rgb = LINE_COLORS[color]
@@ -45,7 +63,7 @@ class DrawHorizontalLineByY(Tool):
     name = "DrawHorizontalLineByY"
     description = (
         "Draw a one-pixel horizontal line across the whole image at pixel row y, to compare heights "
-        "against axis ticks. Returns a new image of the same size."
+        "against axis ticks; says what the y axis reads there. Returns a new image of the same size."
     )
     Args = HorizontalLineArgs
     returns_image = True
@@ -53,10 +71,12 @@ class DrawHorizontalLineByY(Tool):
     def run(self, image: Image.Image, args: HorizontalLineArgs) -> ToolResult:
         y = check_coordinate("y", args.y, image.height, "y")
         out = _draw_line(image, "y", y, args.color)
+        reading, data = axis_reading(self, image, "y", y)
         return ToolResult(
-            text=f"Drew a horizontal {args.color} line at y={y} on {args.image} ({image.width}x{image.height}).",
+            text=f"Drew a horizontal {args.color} line at y={y} on {args.image} ({image.width}x{image.height})."
+                 + reading,
             images=[out],
-            data={"y": y, "color": args.color},
+            data={"y": y, "color": args.color, **data},
         )
 
 
@@ -65,7 +85,7 @@ class DrawVerticalLineByX(Tool):
     name = "DrawVerticalLineByX"
     description = (
         "Draw a one-pixel vertical line across the whole image at pixel column x, to read which value or "
-        "category lies at that position. Returns a new image of the same size."
+        "category lies at that position; says what the x axis reads there. Returns a new image of the same size."
     )
     Args = VerticalLineArgs
     returns_image = True
@@ -73,8 +93,10 @@ class DrawVerticalLineByX(Tool):
     def run(self, image: Image.Image, args: VerticalLineArgs) -> ToolResult:
         x = check_coordinate("x", args.x, image.width, "x")
         out = _draw_line(image, "x", x, args.color)
+        reading, data = axis_reading(self, image, "x", x)
         return ToolResult(
-            text=f"Drew a vertical {args.color} line at x={x} on {args.image} ({image.width}x{image.height}).",
+            text=f"Drew a vertical {args.color} line at x={x} on {args.image} ({image.width}x{image.height})."
+                 + reading,
             images=[out],
-            data={"x": x, "color": args.color},
+            data={"x": x, "color": args.color, **data},
         )

@@ -2,7 +2,9 @@
 
 Point matches the description against the OCR lines (exact, then containment, then fuzzy) and answers with the
 centre of the matched text. "The bar for X" walks from the label X into the plot (up from an x tick label, right
-from a y tick label) to the first bar-like region and answers with that bar's centre.
+from a y tick label) to the first bar-like region and answers with that bar's centre. "The value label of X" finds
+that bar, then the text printed at one of its ends, in line with it (what ``bar_label`` and most chart tools
+print). "The chart title" is the whole title, its lines joined, when it is set over several lines.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from PIL import Image
 from pydantic import Field, field_validator
 
 from thinkimg.tools.base import Tool, ToolArgs, ToolError, ToolResult
+from thinkimg.tools.boxes import overlap_1d
 from thinkimg.tools.ocr.base import TextLine
 from thinkimg.tools.registry import register_tool
 from thinkimg.tools.segment import Region, as_rgb_array, background_color, region_around
@@ -213,25 +216,46 @@ _BAR_PATTERNS = [
 _QUOTED = re.compile(r"(?:^|(?<=[\s(]))[\"'\u201c\u2018](.+?)[\"'\u201d\u2019](?=$|[\s.,;:!?)])")
 
 
+#: "the highest bar", "the second lowest bar", "the tallest bar": bars ranked by the value they draw.
+_RANK_PATTERN = re.compile(r"^(?:the |a )?(?:(second|2nd|third|3rd|fourth|4th) )?"
+                           r"(highest|tallest|longest|largest|biggest|lowest|shortest|smallest) bars?$")
+_ORDINAL = {None: 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
+
+#: "the value label of X", "value of X", "the value printed for X", "the value at the bar for X".
+_VALUE_PATTERN = re.compile(
+    r"^(?:the |a )?(?:printed )?values?(?: labels?| printed)? (?:of|for|at|on) (?:the )?(?:bars? (?:for|of) )?(.+)$")
+
+
 @dataclass
 class Query:
     """What a description asks for: text ``targets`` (normalised; the first ``loose`` of them may match partly or
-    fuzzily, the rest only whole), whether the bar of that label is meant, and ``role``, a text-less element
-    ("title", "x axis title", "y axis title")."""
+    fuzzily, the rest only whole), whether the bar of that label is meant, or the value printed at that bar
+    (``value``), and ``role``, a text-less element ("title", "x axis title", "y axis title")."""
 
     targets: list[str]
     bar: bool = False
     role: str | None = None
     loose: int = 1
+    value: bool = False
+    #: A bar by its rank: (k, highest first?), e.g. (2, True) for "the second highest bar".
+    rank: tuple[int, bool] | None = None
 
 
 def parse_description(description: str) -> Query:
     """Split a description into the text to look for and the kind of element."""
     quoted = [normalize(q) for q in _QUOTED.findall(description) if normalize(q)]
     norm = normalize(description)
-    bar = False
+    ranked = _RANK_PATTERN.match(norm)
+    if ranked and not quoted:
+        top = ranked.group(2) in ("highest", "tallest", "longest", "largest", "biggest")
+        return Query(targets=[], bar=True, rank=(_ORDINAL[ranked.group(1)], top))
+    bar = value = False
     body = norm
-    for pattern in _BAR_PATTERNS:
+    m = _VALUE_PATTERN.match(norm)
+    if m and strip_filler(m.group(1)):
+        bar = value = True
+        body = m.group(1)
+    for pattern in _BAR_PATTERNS if not value else []:
         m = pattern.match(norm)
         if m and strip_filler(m.group(1)):
             bar, body = True, m.group(1)
@@ -249,7 +273,7 @@ def parse_description(description: str) -> Query:
                 role = "x axis title"
             elif words & {"title", "heading"}:
                 role = "title"
-    return Query(targets=primary + whole, bar=bar, role=role, loose=len(primary))
+    return Query(targets=primary + whole, bar=bar, role=role, loose=len(primary), value=value)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -283,11 +307,12 @@ def find_role(role: str, lines: list[TextLine], width: int, height: int) -> list
         top = [ln for ln in horizontal if ln.center[1] < height * 0.25 and not _numeric(ln)]
         large = [ln for ln in top if ln.box[3] - ln.box[1] >= 1.1 * typical]
         if large:
-            # The largest type; of a title set over several lines, its first line.
+            # The largest type; of a title set over several lines, its first line and the lines set under it.
             tallest = max(ln.box[3] - ln.box[1] for ln in large)
-            return [min((ln for ln in large if ln.box[3] - ln.box[1] >= 0.75 * tallest), key=lambda ln: ln.box[1])]
+            first = min((ln for ln in large if ln.box[3] - ln.box[1] >= 0.75 * tallest), key=lambda ln: ln.box[1])
+            return [title_block(first, horizontal)]
         wordy = [ln for ln in top if len(normalize(ln.text).split()) >= 2]
-        return [min(wordy, key=lambda ln: ln.box[1])] if wordy else []
+        return [title_block(min(wordy, key=lambda ln: ln.box[1]), horizontal)] if wordy else []
     if role == "y axis title":
         vertical = [ln for ln in lines if _is_vertical(ln) and ln.center[0] < width * 0.5]
         return [min(vertical, key=lambda ln: ln.box[0])] if vertical else []
@@ -295,6 +320,36 @@ def find_role(role: str, lines: list[TextLine], width: int, height: int) -> list
         low = [ln for ln in horizontal if ln.center[1] > height * 0.75 and not _numeric(ln) and _rows(lines, ln) == 0]
         return [max(low, key=lambda ln: ln.box[3])] if low else []
     return []
+
+
+def _aligned(a: Box, b: Box, tolerance: float) -> bool:
+    """Set in one column of text: centred on each other, or flush left, or flush right."""
+    return (abs((a[0] + a[2]) - (b[0] + b[2])) / 2 <= tolerance or abs(a[0] - b[0]) <= tolerance
+            or abs(a[2] - b[2]) <= tolerance)
+
+
+def title_block(first: TextLine, lines: list[TextLine]) -> TextLine:
+    """``first`` and the lines set directly above and under it in about the same type and aligned with it (a title
+    broken over several lines), as one line: their texts joined by spaces, their boxes united."""
+    block = [first]
+    height = first.box[3] - first.box[1]
+
+    def near(line: TextLine, upper: Box, lower: Box) -> bool:
+        return (line not in block and -0.35 * height <= lower[1] - upper[3] <= 0.45 * height
+                and abs((line.box[3] - line.box[1]) - height) <= 0.12 * height and _aligned(line.box, first.box, height))
+
+    for step in (-1, 1):
+        while True:
+            edge = block[0] if step < 0 else block[-1]
+            found = [ln for ln in lines if (near(ln, ln.box, edge.box) if step < 0 else near(ln, edge.box, ln.box))]
+            if not found:
+                break
+            nearest = min(found, key=lambda ln: abs(ln.center[1] - edge.center[1]))
+            block.insert(0, nearest) if step < 0 else block.append(nearest)
+    if len(block) == 1:
+        return first
+    box = (min(ln.box[0] for ln in block), block[0].box[1], max(ln.box[2] for ln in block), block[-1].box[3])
+    return TextLine(" ".join(" ".join(ln.text.split()) for ln in block), box, min(ln.confidence for ln in block))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -416,6 +471,88 @@ def find_bar(
     return best[1], best[2]
 
 
+@dataclass
+class LabelledBar:
+    """A bar found from its category label: the label, the bar region, and whether the bar stands vertically."""
+
+    label: TextLine
+    region: Region
+    vertical: bool
+    distance: float
+
+
+def _line_height(lines: list[TextLine]) -> float:
+    heights = [ln.box[3] - ln.box[1] for ln in lines if ln.box[2] - ln.box[0] >= ln.box[3] - ln.box[1]]
+    return float(np.median(heights)) if heights else 12.0
+
+
+def labelled_bars(arr: np.ndarray, lines: list[TextLine]) -> list[LabelledBar]:
+    """The bars of the chart's category axis, each with its label: the labels set in one row under vertical bars
+    (their tops level) or one column beside horizontal ones (their right edges level) that reach the most distinct
+    bars; a value label printed at a bar, or a tick label of the value axis that meets a bar from its side, is not
+    a category label."""
+    text_boxes = [ln.box for ln in lines]
+    height = _line_height(lines)
+    found: list[LabelledBar] = []
+    for line in lines:
+        hit = find_bar(arr, line, text_boxes, height)
+        if hit is not None:
+            region, (_, sy) = hit
+            vertical = sy < line.box[1]
+            distance = (line.box[1] - region.box[3]) if vertical else (region.box[0] - line.box[2])
+            found.append(LabelledBar(line, region, vertical, distance))
+    best: list[LabelledBar] = []
+    for anchor in found:
+        edge = 1 if anchor.vertical else 2  # tops of a row of labels, right edges of a column
+        group = [b for b in found if b.vertical == anchor.vertical
+                 and abs(b.label.box[edge] - anchor.label.box[edge]) <= height / 2]
+        by_bar: dict[tuple[int, int, int, int], LabelledBar] = {}
+        for b in group:
+            if b.region.box not in by_bar or b.distance < by_bar[b.region.box].distance:
+                by_bar[b.region.box] = b
+        if len(by_bar) > len(best):
+            best = list(by_bar.values())
+    return best
+
+
+def signed_lengths(bars: list[LabelledBar]) -> list[float]:
+    """Each bar's length from the common baseline (the edge most bars share), negative for bars on the other side
+    of it: proportional to the values the bars draw."""
+    vertical = bars[0].vertical
+    edges = [b.region.box[i] for b in bars for i in ((1, 3) if vertical else (0, 2))]
+    baseline = max(edges, key=lambda e: sum(abs(e - other) <= 2 for other in edges))
+    out = []
+    for b in bars:
+        lo, hi = (b.region.box[1], b.region.box[3]) if vertical else (b.region.box[0], b.region.box[2])
+        if vertical:  # pixel y grows downwards: a bar standing on the baseline reaches up to lo
+            out.append(baseline - lo if abs(hi - baseline) <= 2 else -(hi - baseline))
+        else:
+            out.append(hi - baseline if abs(lo - baseline) <= 2 else -(baseline - lo))
+    return out
+
+
+def text_at_bar_end(bar: Box, label: Box, lines: list[TextLine], line_height: float,
+                    vertical: bool) -> TextLine | None:
+    """The text printed at an end of ``bar`` (just beyond it, or inside near it), in line with the bar: for a
+    vertical bar a text overlapping its columns, for a horizontal one its rows; the nearest within two line
+    heights of an end. ``label`` (the category's own text) is never the answer."""
+    a0, a1 = (0, 2) if vertical else (1, 3)   # the bar's cross axis
+    e0, e1 = (1, 3) if vertical else (0, 2)   # its length axis
+    best: tuple[float, TextLine] | None = None
+    for line in lines:
+        box = line.box
+        if box == tuple(label) or overlap_1d(box[a0], box[a1], label[a0], label[a1]) > 0.5 and \
+                overlap_1d(box[e0], box[e1], label[e0], label[e1]) > 0.5:
+            continue
+        if overlap_1d(box[a0], box[a1], bar[a0], bar[a1]) < 0.5:
+            continue
+        mid = (box[e0] + box[e1]) / 2
+        gap = min(abs(box[e1] - bar[e0]), abs(box[e0] - bar[e1]), abs(mid - bar[e0]), abs(mid - bar[e1]))
+        if gap <= 2 * line_height and (best is None or gap < best[0]):
+            best = (gap, line)
+    return best[1] if best else None
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Point
 
@@ -424,7 +561,8 @@ class PointArgs(ToolArgs):
     description: str = Field(
         description=(
             "The element to locate, by its text or role: a tick label ('2021'), a legend entry, a value label, "
-            "'the chart title', 'the y-axis title', or 'the bar for X'."
+            "'the chart title', 'the y-axis title', 'the bar for X', or 'the value label of X' (the value printed "
+            "at the bar for X)."
         ),
         max_length=MAX_DESCRIPTION,
     )
@@ -447,7 +585,8 @@ class Point(Tool):
     name = "Point"
     description = (
         "Find the pixel point (x, y) of a described element: a tick label, axis title, legend entry, value label, "
-        "the chart title, or 'the bar for X' (the centre of that bar). Several equally good matches are all listed."
+        "the chart title, 'the bar for X' (the centre of that bar) or 'the value label of X' (the text printed at "
+        "that bar's end, quoted). Several equally good matches are all listed."
     )
     Args = PointArgs
 
@@ -457,6 +596,8 @@ class Point(Tool):
             raise ToolError(f"no text found in {args.image}, so nothing matches {args.description!r}",
                             argument="description")
         query = parse_description(args.description)
+        if query.rank:
+            return self._ranked_result(image, lines, *query.rank, args.description)
         if query.role:
             found = find_role(query.role, lines, image.width, image.height)
             if not found:
@@ -471,7 +612,7 @@ class Point(Tool):
             raise ToolError(f"no text matches {args.description!r}; nearest texts: {near}", argument="description")
         whole_text = matches[0].score >= 1.0 and normalize(matches[0].line.text) == normalize(args.description)
         if query.bar and not whole_text:
-            return self._bar_result(image, lines, matches)
+            return self._bar_result(image, lines, matches, value=query.value)
         return self._text_result(matches)
 
     @staticmethod
@@ -490,27 +631,28 @@ class Point(Tool):
         )
 
     @staticmethod
-    def _bar_result(image: Image.Image, lines: list[TextLine], matches: list[Match]) -> ToolResult:
+    def _bar_result(image: Image.Image, lines: list[TextLine], matches: list[Match], value: bool = False) -> ToolResult:
         arr = as_rgb_array(image)
         text_boxes = [ln.box for ln in lines]
         horizontal = [ln.box[3] - ln.box[1] for ln in lines if ln.box[2] - ln.box[0] >= ln.box[3] - ln.box[1]]
         line_height = float(np.median(horizontal)) if horizontal else 12.0
-        points, boxes, labels, label_boxes = [], [], [], []
+        found_bars = []
         for m in matches:
             label = TextLine(m.line.text, m.box, m.line.confidence) if m.box != m.line.box else m.line
             found = find_bar(arr, label, text_boxes, line_height)
-            if found is None:
-                continue
-            region, _ = found
-            points.append(list(region.center))
-            boxes.append(list(region.box))
-            labels.append(m.line.text)
-            label_boxes.append(list(m.box))
-        if not points:
+            if found is not None:
+                region, (sx, sy) = found
+                found_bars.append((m, region, sy < label.box[1]))  # walked up: a vertical bar
+        if not found_bars:
             where = ", ".join(f"{json.dumps(m.line.text, ensure_ascii=False)} at {list(_center(m.box))}"
                               for m in matches)
             raise ToolError(f"found the label {where} but no bar next to it (walked up and right into the plot)",
                             argument="description")
+        if value:
+            return Point._value_result(lines, found_bars, line_height)
+        points = [list(region.center) for _, region, _ in found_bars]
+        boxes = [list(region.box) for _, region, _ in found_bars]
+        labels = [m.line.text for m, _, _ in found_bars]
         parts = [
             f"({x}, {y}) — bar for {json.dumps(t, ensure_ascii=False)}, box {b}"
             for (x, y), t, b in zip(points, labels, boxes)
@@ -518,5 +660,59 @@ class Point(Tool):
         head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
         return ToolResult(
             text=head + "; ".join(parts),
-            data={"points": points, "boxes": boxes, "matched": labels, "label_boxes": label_boxes, "kind": "bar"},
+            data={"points": points, "boxes": boxes, "matched": labels,
+                  "label_boxes": [list(m.box) for m, _, _ in found_bars], "kind": "bar"},
+        )
+
+    @staticmethod
+    def _ranked_result(image: Image.Image, lines: list[TextLine], k: int, top: bool, description: str) -> ToolResult:
+        """The category label of the k-th highest (or lowest) bar: ``(x, y) — "X", the label of the highest bar``."""
+        bars = labelled_bars(as_rgb_array(image), lines)
+        if len(bars) < max(2, k):
+            raise ToolError(f"found {len(bars)} bar(s) with a label in the image, too few to pick {description!r}",
+                            argument="description")
+        lengths = signed_lengths(bars)
+        order = sorted(range(len(bars)), key=lambda i: -lengths[i] if top else lengths[i])
+        pick = bars[order[k - 1]]
+        tied = [bars[i] for i in order if i != order[k - 1] and abs(lengths[i] - lengths[order[k - 1]]) <= 1]
+        x, y = _center(pick.label.box)
+        what = normalize(description).removeprefix("the ").removeprefix("a ")
+        text = f"Point: ({x}, {y}) — {json.dumps(pick.label.text, ensure_ascii=False)}, the label of the {what}"
+        if tied:
+            text += " (tied with " + ", ".join(json.dumps(b.label.text, ensure_ascii=False) for b in tied) + ")"
+        return ToolResult(
+            text=text,
+            data={"points": [[x, y]], "boxes": [list(pick.label.box)], "matched": [pick.label.text],
+                  "bar_boxes": [list(pick.region.box)], "kind": "ranked",
+                  "ranking": [bars[i].label.text for i in order]},
+        )
+
+    @staticmethod
+    def _value_result(lines: list[TextLine], found_bars: list, line_height: float) -> ToolResult:
+        """The text printed at the end of each found bar: ``(x, y) — "12.5", the value label of the bar for "X"``."""
+        points, boxes, texts, labels, bar_boxes = [], [], [], [], []
+        for m, region, vertical in found_bars:
+            text = text_at_bar_end(region.box, m.box, lines, line_height, vertical)
+            if text is None:
+                continue
+            points.append(list(_center(text.box)))
+            boxes.append(list(text.box))
+            texts.append(text.text)
+            labels.append(m.line.text)
+            bar_boxes.append(list(region.box))
+        if not points:
+            where = ", ".join(f"{json.dumps(m.line.text, ensure_ascii=False)} at {list(r.box)}"
+                              for m, r, _ in found_bars)
+            raise ToolError(f"found the bar for {where} but no text printed at its ends (the chart may not print "
+                            "values: read them off the axis)", argument="description")
+        parts = [
+            f"({x}, {y}) — {json.dumps(t, ensure_ascii=False)}, the value label of the bar for "
+            f"{json.dumps(lab, ensure_ascii=False)}"
+            for (x, y), t, lab in zip(points, texts, labels)
+        ]
+        head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
+        return ToolResult(
+            text=head + "; ".join(parts),
+            data={"points": points, "boxes": boxes, "matched": texts, "labels": labels, "bar_boxes": bar_boxes,
+                  "kind": "value"},
         )
