@@ -15,7 +15,7 @@ from thinkimg.config import ToolsConfig
 from thinkimg.data import curate as engine
 from thinkimg.data.curate import CurateError, DataParams, curate, load_params, sample_chart
 from thinkimg.data.dataset import DatasetError, load_conversation, load_split, read_split
-from thinkimg.data.experts import answer_from, planned_calls
+from thinkimg.data.experts import ReadingError, answer_from, next_call, planned_calls
 from thinkimg.data.questions import QUESTION_TYPES, ask
 from thinkimg.data.tables import Table
 from thinkimg.eval.metrics import relaxed_match
@@ -149,12 +149,15 @@ def test_every_question_type_is_produced_for_some_chart(tables):
 
 
 def test_plans_name_the_tools_their_questions_need(tables):
+    seen = set()
     for i in range(40):
         rng = random.Random(f"plans/{i}")
         chart = sample_chart(rng, "train", tables, DataParams().chart_kinds)
         for q in ask(chart, rng, 4):
-            names = [name for name, _ in planned_calls(q.plan)]
-            assert names[-1] == "OCR" and set(q.tools) <= set(names), (q.type, names, q.tools)
+            names = planned_calls(q.plan)
+            assert set(names) == set(q.tools), (q.type, names, q.tools)
+            seen.update(names)
+    assert {"Point", "OCR", "DrawHorizontalLineByY", "ZoomInSubfigure"} <= seen
 
 
 def test_expert_reads_the_answer_from_tool_output_not_from_the_plan():
@@ -162,15 +165,39 @@ def test_expert_reads_the_answer_from_tool_output_not_from_the_plan():
     ocr = '"12" [12, 11, 38, 23]\n"30" [62, 11, 88, 23]'
     assert answer_from(plan, [ocr]) == "B"
     assert answer_from(plan, ['"50" [12, 11, 38, 23]\n"30" [62, 11, 88, 23]']) == "A"
-    # axis reading: ticks 0 at y=200 and 100 at y=100 -> a line at y=130 reads 70
-    plan = {"lines": [{"key": "X", "axis": "y", "at": 130}], "ticks": [[0, 190, 20, 210], [0, 90, 20, 110]],
-            "op": {"name": "lookup", "key": "X"}}
-    assert answer_from(plan, ["drawn", '"0" [2, 192, 18, 208]\n"100" [2, 92, 18, 108]']) == "70"
+    # a line's value is what the line tool read on the axis
+    plan = {"lines": [{"key": "X", "axis": "y", "at": 130}], "op": {"name": "lookup", "key": "X"}}
+    assert answer_from(plan, ["Drew a horizontal red line at y=130 on img_0 (400x300). The y axis reads 70 at "
+                              "y=130. The result is img_1."]) == "70"
+    # Point quotes the value label; a comparison picks the key with the larger value read
+    plan = {"points": {"A": "the value label of A", "B": "the value label of B"}, "op": {"name": "argmin"}}
+    assert answer_from(plan, ['Point: (1, 2) — "7.5", the value label of the bar for "A"',
+                              'Point: (3, 4) — "-2", the value label of the bar for "B"']) == "B"
+    plan = {"points": {"bar": "the highest bar"}, "op": {"name": "pick", "key": "bar"}}
+    assert answer_from(plan, ['Point: (1, 2) — "Cloud \\"services\\"", the label of the highest bar']) == \
+        'Cloud "services"'
     # a crop: boxes of img_0 map through the stated origin and scale
     plan = {"view": {"tool": "Crop", "box": [100, 100, 200, 150]}, "read": {"A": [120, 110, 140, 120]},
             "op": {"name": "lookup", "key": "A"}}
     view = "Cropped [100, 100, 200, 150] (100x50 px) from img_0, upscaled x4 to 400x200."
     assert answer_from(plan, [view, '"8.5" [82, 42, 158, 78]']) == "8.5"
+
+
+def test_expert_draws_its_line_where_point_found_the_bar():
+    plan = {"bar_lines": [{"key": "X", "category": "X", "axis": "y", "end": 1},
+                          {"key": "Y", "category": "Y", "axis": "x", "end": 2}],
+            "op": {"name": "trend", "keys": ["X", "Y"]}}
+    assert next_call(plan, []) == ("Point", {"image": "img_0", "description": "the bar for X"})
+    bar = 'Point: (120, 200) — bar for "X", box [100, 150, 140, 300]'
+    assert next_call(plan, [bar]) == ("DrawHorizontalLineByY", {"image": "img_0", "y": 150})
+    line = "Drew a horizontal red line at y=150 on img_0 (400x300). The y axis reads 5 at y=150. The result is img_1."
+    assert next_call(plan, [bar, line]) == ("Point", {"image": "img_0", "description": "the bar for Y"})
+    # the second line goes on the image the first one made
+    assert next_call(plan, [bar, line, bar]) == ("DrawVerticalLineByX", {"image": "img_1", "x": 140})
+    assert next_call(plan, [bar, line, bar, line.replace("reads 5", "reads 3")]) is None
+    assert answer_from(plan, [bar, line, bar, line.replace("reads 5", "reads 3")]) == "decrease"
+    with pytest.raises(ReadingError):
+        next_call(plan, ['Point: (1, 2) — "12"'])
 
 
 # ------------------------------------------------------------------------------------------ the dataset

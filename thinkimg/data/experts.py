@@ -3,18 +3,24 @@
 It plays the agent protocol through :class:`~thinkimg.agent.policies.scripted.ScriptedPolicy`: one tool call per
 turn (``content: []`` on those turns, as the training templates expect), then ``<answer>``. It follows the
 question's plan (:mod:`thinkimg.data.questions`) for *where* to look and takes *what* it reports only from the
-tools' outputs: the numbers and words OCR read, the crop/zoom mapping the tool stated, the tick labels OCR found.
-When a reading fails (OCR missed or misread a label) it answers from what it has, and the data engine drops the
-trajectory because the answer does not match the gold one.
+tools' outputs: the text Point quotes, the value a drawn line reads on the axis, the box Point gives a bar, the
+numbers and words OCR read, the crop/zoom mapping the tool stated. When a reading fails (OCR missed or misread a
+label) it answers from what it has, and the data engine drops the trajectory because the answer does not match the
+gold one.
 
-Plan keys: ``view`` (``{"tool": "Crop", "box"}`` or ``{"tool": "ZoomInSubfigure", "description"}``), ``lines``
-(axis readings: ``{"key", "axis": "x"|"y", "at": pixel}``), ``ticks`` (boxes of the value axis' tick labels),
-``read`` (key -> box of a printed value), ``labels`` (name -> box of a point label), ``text`` (box of a text to
-copy) and ``op`` (how the readings become the answer). Boxes are in pixels of the original image (``img_0``).
+Plan keys, in the order their calls are made: ``view`` (``{"tool": "Crop", "box"}`` or ``{"tool":
+"ZoomInSubfigure", "description"}``: later calls look at the view, ``img_1``), ``points`` (key -> a Point
+description: "the value label of X", "the highest bar", "the chart title"; the key's reading is the text Point
+quotes), ``bar_lines`` (``{"key", "category", "axis", "end"}``: Point "the bar for X", then a line at the bar's end
+``end`` (an index into the box Point gave) whose axis reading is the key's value), ``lines`` (``{"key", "axis",
+"at"}``: a line at a known pixel, read on the axis), and the OCR readings: ``read`` (key -> box of a printed value),
+``labels`` (name -> box of a point label), ``text`` (box of a text to copy). ``op`` says how the readings become the
+answer. Boxes and pixels are of the original image (``img_0``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -32,50 +38,92 @@ MIN_OVERLAP = 0.5
 
 _BOX = re.compile(r"\[(-?\d+), (-?\d+), (-?\d+), (-?\d+)\]")
 _SCALE = re.compile(r"upscaled x([0-9.]+)")
+_QUOTED = re.compile(r' — ("(?:[^"\\]|\\.)*")')
+_READS = re.compile(r"axis reads (-?[0-9.]+) at")
+_RESULT = re.compile(r"The result is (img_\d+)\.")
 
 
 class ReadingError(Exception):
     """A planned reading found nothing in the tool output."""
 
 
-def planned_calls(plan: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """The tool calls the plan makes, in order, each with the image it acts on.
+def _steps(plan: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The plan's calls in order, as (kind, details); arguments that depend on earlier outputs are filled in by
+    :func:`next_call`."""
+    steps: list[tuple[str, dict[str, Any]]] = []
+    if plan.get("view"):
+        steps.append(("view", plan["view"]))
+    for key, description in plan.get("points", {}).items():
+        steps.append(("point", {"key": key, "description": description}))
+    for line in plan.get("bar_lines", []):
+        steps.append(("point", {"key": None, "description": f"the bar for {line['category']}"}))
+        steps.append(("bar_line", line))
+    for line in plan.get("lines", []):
+        steps.append(("line", line))
+    if plan.get("read") or plan.get("text") or plan.get("labels"):
+        steps.append(("ocr", {}))
+    return steps
 
-    A view (Crop / ZoomInSubfigure of ``img_0``) is followed by OCR of the view. Axis readings draw their lines
-    one on top of the other (``img_0`` -> ``img_1`` -> ``img_2``), then OCR reads the tick labels of ``img_0`` (the
-    lines only mark where to read; the original's text is the same, and its OCR is shared by every question on
-    the chart). Otherwise OCR reads ``img_0``."""
-    calls: list[tuple[str, dict[str, Any]]] = []
-    view = plan.get("view")
-    if view:
-        if view["tool"] == "Crop":
-            calls.append(("Crop", {"image": "img_0", "box": view["box"]}))
+
+def planned_calls(plan: dict[str, Any]) -> list[str]:
+    """The names of the tools the plan calls, in order."""
+    names = {"point": "Point", "ocr": "OCR"}
+    out = []
+    for kind, step in _steps(plan):
+        if kind == "view":
+            out.append(step["tool"])
+        elif kind in ("line", "bar_line"):
+            out.append("DrawHorizontalLineByY" if step["axis"] == "y" else "DrawVerticalLineByX")
         else:
-            calls.append(("ZoomInSubfigure", {"image": "img_0", "description": view["description"]}))
-        calls.append(("OCR", {"image": "img_1"}))
-        return calls
-    for n, line in enumerate(plan.get("lines", [])):
-        if line["axis"] == "y":
-            calls.append(("DrawHorizontalLineByY", {"image": f"img_{n}", "y": line["at"]}))
-        else:
-            calls.append(("DrawVerticalLineByX", {"image": f"img_{n}", "x": line["at"]}))
-    calls.append(("OCR", {"image": "img_0"}))
-    return calls
+            out.append(names[kind])
+    return out
+
+
+def next_call(plan: dict[str, Any], observations: list[str]) -> tuple[str, dict[str, Any]] | None:
+    """The next tool call of the plan after ``observations`` (the tool outputs so far, in order), or None when
+    every call has been made. Raises :class:`ReadingError` when an argument cannot be read from an output."""
+    steps = _steps(plan)
+    if len(observations) >= len(steps):
+        return None
+    kind, step = steps[len(observations)]
+    base = "img_1" if plan.get("view") else "img_0"
+    if kind == "view":
+        if step["tool"] == "Crop":
+            return "Crop", {"image": "img_0", "box": step["box"]}
+        return "ZoomInSubfigure", {"image": "img_0", "description": step["description"]}
+    if kind == "point":
+        return "Point", {"image": base, "description": step["description"]}
+    if kind == "ocr":
+        return "OCR", {"image": base}
+    # a line: drawn on the newest image of the line chain (each line stays visible on the next)
+    image = base
+    for text in observations:
+        produced = _RESULT.search(text)
+        if produced and "Drew a" in text:
+            image = produced.group(1)
+    if kind == "bar_line":
+        box = _BOX.search(observations[-1])
+        if box is None:
+            raise ReadingError("Point gave no bar box")
+        at = int(box.group(step["end"] + 1))
+    else:
+        at = step["at"]
+    if step["axis"] == "y":
+        return "DrawHorizontalLineByY", {"image": image, "y": at}
+    return "DrawVerticalLineByX", {"image": image, "x": at}
 
 
 def expert(conv: Conversation) -> str:
     """The next assistant turn for a data-engine question (``conv.meta["plan"]``)."""
     plan = conv.meta["plan"]
-    calls = planned_calls(plan)
-    observations = [m for m in conv.messages if m["role"] == "tool"]
-    for message in observations:
-        if _text(message).startswith("Error"):
-            return format_answer("unknown")
-    if len(observations) < len(calls):
-        name, args = calls[len(observations)]
-        return format_call(name, args)
+    observations = [_text(m) for m in conv.messages if m["role"] == "tool"]
+    if any(text.startswith("Error") for text in observations):
+        return format_answer("unknown")
     try:
-        return format_answer(answer_from(plan, [_text(m) for m in observations]))
+        call = next_call(plan, observations)
+        if call is not None:
+            return format_call(*call)
+        return format_answer(answer_from(plan, observations))
     except ReadingError:
         return format_answer("unknown")
 
@@ -84,12 +132,43 @@ def _text(message: dict[str, Any]) -> str:
     return " ".join(p["text"] for p in message["content"] if p.get("type") == "text")
 
 
+def quoted_text(observation: str) -> str:
+    """The text a Point observation quotes after its point: ``(x, y) — "8.9", ...`` -> ``8.9``."""
+    found = _QUOTED.search(observation)
+    if found is None:
+        raise ReadingError("Point quoted no text")
+    return json.loads(found.group(1))
+
+
+def axis_reading(observation: str) -> float:
+    """The value a drawn line reads on the axis (``... The y axis reads 4.8 at y=66.``)."""
+    found = _READS.search(observation)
+    if found is None:
+        raise ReadingError("the line's axis reading is missing")
+    return float(found.group(1))
+
+
 def answer_from(plan: dict[str, Any], observations: list[str]) -> str:
-    """Turn the tool observations (in call order, OCR last) into the answer the plan's ``op`` asks for."""
-    lines = parse_ocr_text(observations[-1])
+    """Turn the tool observations (in call order) into the answer the plan's ``op`` asks for."""
+    steps = _steps(plan)
+    if len(observations) < len(steps):
+        raise ReadingError("fewer observations than planned calls")
+    values: dict[str, float] = {}
+    texts: dict[str, str] = {}
+    lines: list[TextLine] = []
     origin, scale = (0, 0), 1.0
-    if plan.get("view"):
-        origin, scale = _mapping(observations[0])
+    for (kind, step), text in zip(steps, observations):
+        if kind == "view":
+            origin, scale = _mapping(text)
+        elif kind == "point" and step["key"] is not None:
+            texts[step["key"]] = quoted_text(text)
+            number = parse_number(texts[step["key"]])
+            if number is not None:
+                values[step["key"]] = number
+        elif kind in ("line", "bar_line"):
+            values[step["key"]] = axis_reading(text)
+        elif kind == "ocr":
+            lines = parse_ocr_text(text)
 
     def mapped(box: Box) -> Box:
         x0, y0, x1, y1 = box
@@ -97,19 +176,18 @@ def answer_from(plan: dict[str, Any], observations: list[str]) -> str:
         return (int((x0 - ox) * scale), int((y0 - oy) * scale), int(math.ceil((x1 - ox) * scale)),
                 int(math.ceil((y1 - oy) * scale)))
 
-    values: dict[str, float] = {}
     for key, box in plan.get("read", {}).items():
         values[key] = _read_number(lines, mapped(box))
-    decimals = None
-    if plan.get("lines"):
-        fit, decimals = _axis_fit(lines, [mapped(b) for b in plan["ticks"]], plan["lines"][0]["axis"])
-        for line in plan["lines"]:
-            values[line["key"]] = fit(line["at"])
+    wanted = {k for k in plan.get("points", {}) if plan["op"]["name"] != "pick"} | \
+        {line["key"] for line in plan.get("bar_lines", []) + plan.get("lines", [])}
+    if wanted - set(values):
+        raise ReadingError(f"no number read for {sorted(wanted - set(values))}")
     op = plan["op"]
     name = op["name"]
+    if name == "pick":
+        return texts[op["key"]]
     if name == "lookup":
-        value = values[op["key"]]
-        return format_number(round(value, decimals)) if decimals is not None else format_number(value)
+        return format_number(values[op["key"]])
     if name in ("argmax", "argmin"):
         pick = max if name == "argmax" else min
         return pick(values, key=values.__getitem__)
@@ -165,29 +243,3 @@ def _read_number(lines: list[TextLine], box: Box) -> float:
         if value is not None:
             return value
     raise ReadingError(f"no number read at {list(box)}")
-
-
-def _axis_fit(lines: list[TextLine], ticks: list[Box], axis: str):
-    """A least-squares pixel -> value map from the tick labels OCR read, and the decimals worth answering with."""
-    points = []
-    for box in ticks:
-        try:
-            value = _read_number(lines, box)
-        except ReadingError:
-            continue
-        found = _overlapping(lines, box)[0].box
-        pixel = (found[1] + found[3]) / 2 if axis == "y" else (found[0] + found[2]) / 2
-        points.append((pixel, value))
-    if len({v for _, v in points}) < 2:
-        raise ReadingError("fewer than two tick labels read")
-    n = len(points)
-    mp = sum(p for p, _ in points) / n
-    mv = sum(v for _, v in points) / n
-    var = sum((p - mp) ** 2 for p, _ in points)
-    if var == 0:
-        raise ReadingError("tick labels at one pixel")
-    slope = sum((p - mp) * (v - mv) for p, v in points) / var
-    values = sorted({v for _, v in points})
-    step = min(b - a for a, b in zip(values, values[1:]))
-    decimals = max(0, -math.floor(math.log10(step / 10))) if step > 0 else 2
-    return (lambda pixel: mv + slope * (pixel - mp)), decimals

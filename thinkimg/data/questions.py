@@ -2,11 +2,12 @@
 answer it with the tools (:mod:`thinkimg.data.experts`).
 
 The answer is computed from the chart's :class:`~thinkimg.data.tables.Table`, never from pixels. The plan holds
-what a teacher knows about *where* to look (the boxes of the printed values, the pixel of a bar's top, the tick
-labels of the value axis, the panel's title); *what* is there comes only from the tools' outputs when the expert
-runs. Every question type says which tool its answer needs: printed values are too small for a small model to read
-without OCR (or Crop/ZoomInSubfigure then OCR), and values between gridlines need DrawHorizontalLineByY /
-DrawVerticalLineByX and the tick labels.
+what a teacher knows about *where* to look (which element to point at, the boxes of printed values, which end of
+a bar marks its value, the pixel of a line's point, the panel's title); *what* is there comes only from the tools'
+outputs when the expert runs. Every question type says which tools its answer needs: on bar charts Point finds a
+printed value ("the value label of X"), the highest or lowest bar, the title; values between gridlines need the bar
+(Point) and a line at its end (DrawHorizontalLineByY / DrawVerticalLineByX read the axis there); other printed
+values need OCR (or Crop/ZoomInSubfigure then OCR).
 """
 
 from __future__ import annotations
@@ -148,14 +149,27 @@ def _mark(chart: RenderedChart, category: str, series: str | None = None) -> Any
     return found[0] if len(found) == 1 else None
 
 
+def _bars(chart: RenderedChart) -> bool:
+    """A single-series bar chart (vertical or horizontal): Point finds its bars, their value labels and ranks."""
+    return chart_kind(chart) in ("bar", "hbar") and _single(chart).single
+
+
+def _value_label(category: str) -> str:
+    return f"the value label of {category}"
+
+
+def _bar_line(chart: RenderedChart, key: str, category: str) -> dict[str, Any]:
+    """Point at the bar of ``category``, then a line at its value end: the top of a vertical bar (its bottom when
+    the value is negative), the right end of a horizontal one (its left end when negative); ``end`` indexes the
+    bar's box ``[x0, y0, x1, y1]``."""
+    axis = _value_axis(chart)
+    negative = _single(chart).value(category) < 0
+    end = (3 if negative else 1) if axis == "y" else (0 if negative else 2)
+    return {"key": key, "category": category, "axis": axis, "end": end}
+
+
 def _value_axis(chart: RenderedChart) -> str:
     return "x" if chart_kind(chart) == "hbar" else "y"
-
-
-def _tick_boxes(chart: RenderedChart, panel: str | None = None) -> list[Box]:
-    kind = "xtick" if _value_axis(chart) == "x" else "ytick"
-    filters = {"panel": panel} if panel is not None else {}
-    return [list(e.box) for e in chart.find(kind, **filters)]
 
 
 def _span(chart: RenderedChart) -> float:
@@ -210,7 +224,7 @@ def _extreme(table: Table, rng: random.Random, words: tuple[str, str] = ("highes
 _LABELLED_SINGLE = _is("bar", "hbar", "line", labelled=True, single=True)
 
 
-@question_type("value_lookup", "the printed value of one category (OCR)", _LABELLED_SINGLE)
+@question_type("value_lookup", "the printed value of one category (Point on bars, else OCR)", _LABELLED_SINGLE)
 def _value_lookup(chart: RenderedChart, rng: random.Random) -> Question | None:
     table = _single(chart)
     cat = rng.choice(table.categories)
@@ -219,11 +233,14 @@ def _value_lookup(chart: RenderedChart, rng: random.Random) -> Question | None:
         return None
     text = rng.choice(["What is the value of {c}?", "What value does the chart show for {c}?",
                        "How much is {c} according to the chart?"]).format(c=cat)
+    if _bars(chart):
+        return Question("value_lookup", text, format_number(table.value(cat)), ["Point"],
+                        {"points": {cat: _value_label(cat)}, "op": {"name": "lookup", "key": cat}})
     return Question("value_lookup", text, format_number(table.value(cat)), ["OCR"],
                     {"read": {cat: box}, "op": {"name": "lookup", "key": cat}})
 
 
-@question_type("comparison", "which of two categories is higher or lower (OCR)", _LABELLED_SINGLE)
+@question_type("comparison", "which of two categories is higher or lower (Point on bars, else OCR)", _LABELLED_SINGLE)
 def _comparison(chart: RenderedChart, rng: random.Random) -> Question | None:
     table = _single(chart)
     if len(table.categories) < 2:
@@ -236,11 +253,14 @@ def _comparison(chart: RenderedChart, rng: random.Random) -> Question | None:
     higher = rng.random() < 0.5
     word = "higher" if higher else "lower"
     answer = (a if va > vb else b) if higher else (a if va < vb else b)
-    return Question("comparison", f"Which is {word}, {a} or {b}?", answer, ["OCR"],
-                    {"read": boxes, "op": {"name": "argmax" if higher else "argmin"}})
+    op = {"name": "argmax" if higher else "argmin"}
+    if _bars(chart):
+        return Question("comparison", f"Which is {word}, {a} or {b}?", answer, ["Point"],
+                        {"points": {a: _value_label(a), b: _value_label(b)}, "op": op})
+    return Question("comparison", f"Which is {word}, {a} or {b}?", answer, ["OCR"], {"read": boxes, "op": op})
 
 
-@question_type("extremum", "the category with the highest or lowest value (OCR)", _LABELLED_SINGLE)
+@question_type("extremum", "the category with the highest or lowest value (Point on bars, else OCR)", _LABELLED_SINGLE)
 def _extremum(chart: RenderedChart, rng: random.Random) -> Question | None:
     table = _single(chart)
     boxes = _reads(chart, table)
@@ -248,11 +268,15 @@ def _extremum(chart: RenderedChart, rng: random.Random) -> Question | None:
     if boxes is None or not _distinct(values):
         return None
     answer, word, op = _extreme(table, rng)
-    return Question("extremum", f"Which {_noun(table)} has the {word} value?", answer, ["OCR"],
-                    {"read": boxes, "op": op})
+    text = f"Which {_noun(table)} has the {word} value?"
+    if _bars(chart):
+        return Question("extremum", text, answer, ["Point"],
+                        {"points": {"bar": f"the {word} bar"}, "op": {"name": "pick", "key": "bar"}})
+    return Question("extremum", text, answer, ["OCR"], {"read": boxes, "op": op})
 
 
-@question_type("difference", "the difference between two categories' values (OCR)", _LABELLED_SINGLE)
+@question_type("difference", "the difference between two categories' values (Point on bars, else OCR)",
+               _LABELLED_SINGLE)
 def _difference(chart: RenderedChart, rng: random.Random) -> Question | None:
     table = _single(chart)
     if len(table.categories) < 2:
@@ -262,8 +286,12 @@ def _difference(chart: RenderedChart, rng: random.Random) -> Question | None:
     if None in boxes.values():
         return None
     answer = format_number(abs(table.value(a) - table.value(b)))
-    return Question("difference", f"What is the difference between the values of {a} and {b}?", answer, ["OCR"],
-                    {"read": boxes, "op": {"name": "absdiff", "keys": [a, b]}})
+    text = f"What is the difference between the values of {a} and {b}?"
+    op = {"name": "absdiff", "keys": [a, b]}
+    if _bars(chart):
+        return Question("difference", text, answer, ["Point"],
+                        {"points": {a: _value_label(a), b: _value_label(b)}, "op": op})
+    return Question("difference", text, answer, ["OCR"], {"read": boxes, "op": op})
 
 
 @question_type("sum_average", "the total or the average of all values (OCR)", _LABELLED_SINGLE)
@@ -280,7 +308,7 @@ def _sum_average(chart: RenderedChart, rng: random.Random) -> Question | None:
                     format_number(sum(values) / len(values)), ["OCR"], {"read": boxes, "op": {"name": "mean"}})
 
 
-@question_type("ranking", "the category ranked second or third highest (OCR)", _LABELLED_SINGLE)
+@question_type("ranking", "the category ranked second or third highest (Point on bars, else OCR)", _LABELLED_SINGLE)
 def _ranking(chart: RenderedChart, rng: random.Random) -> Question | None:
     table = _single(chart)
     boxes = _reads(chart, table)
@@ -289,30 +317,35 @@ def _ranking(chart: RenderedChart, rng: random.Random) -> Question | None:
         return None
     k = rng.choice([k for k in _ORDINALS if k < len(values)])
     answer = sorted(table.categories, key=table.value, reverse=True)[k - 1]
-    return Question("ranking", f"Which {_noun(table)} has the {_ORDINALS[k]} highest value?", answer, ["OCR"],
-                    {"read": boxes, "op": {"name": "rank", "k": k}})
+    text = f"Which {_noun(table)} has the {_ORDINALS[k]} highest value?"
+    if _bars(chart):
+        return Question("ranking", text, answer, ["Point"],
+                        {"points": {"bar": f"the {_ORDINALS[k]} highest bar"}, "op": {"name": "pick", "key": "bar"}})
+    return Question("ranking", text, answer, ["OCR"], {"read": boxes, "op": {"name": "rank", "k": k}})
 
 
 # ------------------------------------------------------------------------------------------ values off the axis
 
 
-@question_type("axis_value", "a value between gridlines, read off the axis (draw a line at the bar/point, OCR "
-               "the ticks)", _is("bar", "hbar", "line", labelled=False, single=True))
+@question_type("axis_value", "a value between gridlines, read off the axis (a line at the bar's end or the "
+               "point reads the axis)", _is("bar", "hbar", "line", labelled=False, single=True))
 def _axis_value(chart: RenderedChart, rng: random.Random) -> Question | None:
     table = _single(chart)
     cats = [c for c in table.categories if _readable_on_axis(chart, table.value(c))]
     if not cats:
         return None
     cat = rng.choice(cats)
-    line = _line(chart, cat, cat)
-    ticks = _tick_boxes(chart)
-    if line is None or len(ticks) < 2:
-        return None
-    tool = "DrawVerticalLineByX" if line["axis"] == "x" else "DrawHorizontalLineByY"
     text = rng.choice(["About what value does {c} have?", "Approximately what is the value of {c}?",
                        "Estimate the value of {c} from the axis."]).format(c=cat)
-    return Question("axis_value", text, format_number(table.value(cat)), [tool, "OCR"],
-                    {"lines": [line], "ticks": ticks, "op": {"name": "lookup", "key": cat}})
+    tool = "DrawVerticalLineByX" if _value_axis(chart) == "x" else "DrawHorizontalLineByY"
+    op = {"name": "lookup", "key": cat}
+    if _bars(chart):
+        return Question("axis_value", text, format_number(table.value(cat)), ["Point", tool],
+                        {"bar_lines": [_bar_line(chart, cat, cat)], "op": op})
+    line = _line(chart, cat, cat)
+    if line is None:
+        return None
+    return Question("axis_value", text, format_number(table.value(cat)), [tool], {"lines": [line], "op": op})
 
 
 def _trend(chart: RenderedChart, rng: random.Random, series: str | None) -> Question | None:
@@ -327,18 +360,24 @@ def _trend(chart: RenderedChart, rng: random.Random, series: str | None) -> Ques
     answer = "increase" if column[b] > column[a] else "decrease"
     name = f"{series} " if series is not None else "the value "
     text = f"Did {name}increase or decrease from {a} to {b}?"
+    op = {"name": "trend", "keys": [a, b]}
+    bars = _bars(chart)
     if _labelled(chart):
+        if bars:
+            return Question("trend", text, answer, ["Point"],
+                            {"points": {a: _value_label(a), b: _value_label(b)}, "op": op})
         boxes = {a: _value_box(chart, a, series), b: _value_box(chart, b, series)}
         if None in boxes.values():
             return None
-        return Question("trend", text, answer, ["OCR"], {"read": boxes, "op": {"name": "trend", "keys": [a, b]}})
+        return Question("trend", text, answer, ["OCR"], {"read": boxes, "op": op})
+    tool = "DrawVerticalLineByX" if _value_axis(chart) == "x" else "DrawHorizontalLineByY"
+    if bars:
+        return Question("trend", text, answer, ["Point", tool],
+                        {"bar_lines": [_bar_line(chart, a, a), _bar_line(chart, b, b)], "op": op})
     lines = [_line(chart, a, a, series), _line(chart, b, b, series)]
-    ticks = _tick_boxes(chart)
-    if None in lines or len(ticks) < 2:
+    if None in lines:
         return None
-    tool = "DrawVerticalLineByX" if lines[0]["axis"] == "x" else "DrawHorizontalLineByY"
-    return Question("trend", text, answer, [tool, "OCR"],
-                    {"lines": lines, "ticks": ticks, "op": {"name": "trend", "keys": [a, b]}})
+    return Question("trend", text, answer, [tool], {"lines": lines, "op": op})
 
 
 def _ordered_xy(chart: RenderedChart) -> bool:
@@ -371,11 +410,11 @@ def _series_value(chart: RenderedChart, rng: random.Random) -> Question | None:
                          "op": {"name": "lookup", "key": cat}})
     if chart_kind(chart) == "stacked_bar" or not _readable_on_axis(chart, value):
         return None
-    line, ticks = _line(chart, cat, cat, series), _tick_boxes(chart)
-    if line is None or len(ticks) < 2:
+    line = _line(chart, cat, cat, series)
+    if line is None:
         return None
-    return Question("series_value", text, format_number(value), ["DrawHorizontalLineByY", "OCR"],
-                    {"lines": [line], "ticks": ticks, "op": {"name": "lookup", "key": cat}})
+    return Question("series_value", text, format_number(value), ["DrawHorizontalLineByY"],
+                    {"lines": [line], "op": {"name": "lookup", "key": cat}})
 
 
 @question_type("series_compare", "which of two series is higher in one category",
@@ -396,11 +435,11 @@ def _series_compare(chart: RenderedChart, rng: random.Random) -> Question | None
         return Question("series_compare", text, answer, ["OCR"], {"read": boxes, "op": {"name": "argmax"}})
     if chart_kind(chart) == "stacked_bar" or abs(v1 - v2) < 0.05 * (_span(chart) or 1):
         return None
-    lines, ticks = [_line(chart, s1, cat, s1), _line(chart, s2, cat, s2)], _tick_boxes(chart)
-    if None in lines or len(ticks) < 2:
+    lines = [_line(chart, s1, cat, s1), _line(chart, s2, cat, s2)]
+    if None in lines:
         return None
-    return Question("series_compare", text, answer, ["DrawHorizontalLineByY", "OCR"],
-                    {"lines": lines, "ticks": ticks, "op": {"name": "argmax"}})
+    return Question("series_compare", text, answer, ["DrawHorizontalLineByY"],
+                    {"lines": lines, "op": {"name": "argmax"}})
 
 
 @question_type("stack_total", "the total of one stacked bar (sum of its printed segments, or read at its top)",
@@ -416,11 +455,10 @@ def _stack_total(chart: RenderedChart, rng: random.Random) -> Question | None:
             return None
         return Question("stack_total", text, format_number(total), ["OCR"], {"read": boxes, "op": {"name": "sum"}})
     top = _line(chart, cat, cat, table.series_names[-1])
-    ticks = _tick_boxes(chart)
-    if top is None or len(ticks) < 2 or not _readable_on_axis(chart, total):
+    if top is None or not _readable_on_axis(chart, total):
         return None
-    return Question("stack_total", text, format_number(total), ["DrawHorizontalLineByY", "OCR"],
-                    {"lines": [top], "ticks": ticks, "op": {"name": "lookup", "key": cat}})
+    return Question("stack_total", text, format_number(total), ["DrawHorizontalLineByY"],
+                    {"lines": [top], "op": {"name": "lookup", "key": cat}})
 
 
 # ------------------------------------------------------------------------------------------ pies, scatter, title
@@ -480,22 +518,21 @@ def _scatter_value(chart: RenderedChart, rng: random.Random) -> Question | None:
     if not cats:
         return None
     cat = rng.choice(cats)
-    line, ticks = _line(chart, cat, cat), _tick_boxes(chart)
-    if line is None or len(ticks) < 2:
+    line = _line(chart, cat, cat)
+    if line is None:
         return None
     y_name = table.meta.get("y_label") or "y value"
     return Question("scatter_value", f"What is the {y_name} of {cat}?", format_number(table.value(cat, "y")),
-                    ["DrawHorizontalLineByY", "OCR"],
-                    {"lines": [line], "ticks": ticks, "op": {"name": "lookup", "key": cat}})
+                    ["DrawHorizontalLineByY"], {"lines": [line], "op": {"name": "lookup", "key": cat}})
 
 
-@question_type("title", "the chart's title (OCR)", lambda chart: chart_kind(chart) != "panels", weight=0.3)
+@question_type("title", "the chart's title (Point)", lambda chart: chart_kind(chart) != "panels", weight=0.3)
 def _title(chart: RenderedChart, rng: random.Random) -> Question | None:
     found = chart.find("title")
     if len(found) != 1 or not found[0].text:
         return None
-    return Question("title", "What is the title of the chart?", " ".join(found[0].text.split()), ["OCR"],
-                    {"text": list(found[0].box), "op": {"name": "text"}})
+    return Question("title", "What is the title of the chart?", " ".join(found[0].text.split()), ["Point"],
+                    {"points": {"title": "the chart title"}, "op": {"name": "pick", "key": "title"}})
 
 
 # ------------------------------------------------------------------------------------------ multi-panel figures
@@ -512,7 +549,7 @@ def _panel_pick(chart: RenderedChart, rng: random.Random) -> tuple[Table, dict] 
     return None if boxes is None else (table, boxes)
 
 
-@question_type("panel_value", "a printed value inside one named panel (ZoomInSubfigure, then OCR)",
+@question_type("panel_value", "a printed value inside one named panel (ZoomInSubfigure, then Point)",
                lambda chart: chart_kind(chart) == "panels" and _labelled(chart))
 def _panel_value(chart: RenderedChart, rng: random.Random) -> Question | None:
     picked = _panel_pick(chart, rng)
@@ -521,12 +558,11 @@ def _panel_value(chart: RenderedChart, rng: random.Random) -> Question | None:
     table, boxes = picked
     cat = rng.choice(table.categories)
     return Question("panel_value", f"In the panel titled '{table.title}', what is the value of {cat}?",
-                    format_number(table.value(cat)), ["ZoomInSubfigure", "OCR"],
-                    {"view": _zoom(table), "read": {cat: boxes[cat]},
-                     "op": {"name": "lookup", "key": cat}})
+                    format_number(table.value(cat)), ["ZoomInSubfigure", "Point"],
+                    {"view": _zoom(table), "points": {cat: _value_label(cat)}, "op": {"name": "lookup", "key": cat}})
 
 
-@question_type("panel_extremum", "the highest or lowest category inside one named panel (ZoomInSubfigure, OCR)",
+@question_type("panel_extremum", "the highest or lowest category inside one named panel (ZoomInSubfigure, then Point)",
                lambda chart: chart_kind(chart) == "panels" and _labelled(chart))
 def _panel_extremum(chart: RenderedChart, rng: random.Random) -> Question | None:
     picked = _panel_pick(chart, rng)
@@ -536,10 +572,10 @@ def _panel_extremum(chart: RenderedChart, rng: random.Random) -> Question | None
     values = table.series[table.series_names[0]]
     if not _distinct(values):
         return None
-    answer, word, op = _extreme(table, rng)
+    answer, word, _ = _extreme(table, rng)
     return Question("panel_extremum", f"In the panel titled '{table.title}', which {_noun(table)} has the {word} "
-                    "value?", answer, ["ZoomInSubfigure", "OCR"],
-                    {"view": _zoom(table), "read": boxes, "op": op})
+                    "value?", answer, ["ZoomInSubfigure", "Point"],
+                    {"view": _zoom(table), "points": {"bar": f"the {word} bar"}, "op": {"name": "pick", "key": "bar"}})
 
 
 def _around(chart: RenderedChart, box: Box, margin: int = 24) -> list[int]:
