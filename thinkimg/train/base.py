@@ -29,6 +29,9 @@ class TinyModelParams(StrictModel):
     vision_depth: int = Field(2, ge=1, le=32)
     vision_embed_dim: int = Field(64, ge=32, le=2048)
     vocab_size: int = Field(2048, ge=512, le=200_000)
+    #: A dataset whose ``sft`` split's text joins the tokenizer's corpus (labels and words of the training charts
+    #: become whole tokens); None: the tokenizer learns from the built-in corpus only.
+    tokenizer_dataset: Path | None = None
     #: Largest image in pixels: ``max_pixels / 28**2`` image tokens at most.
     max_pixels: int = Field(64 * 28 * 28, ge=4 * 28 * 28)
     min_pixels: int = Field(4 * 28 * 28, ge=28 * 28)
@@ -56,8 +59,11 @@ def prepare_base_model(params: ModelParams) -> dict:
     from thinkimg.train.tiny import build_tiny_model
 
     if params.pretrained is None:
-        path = build_tiny_model(params.out, seed=params.seed, **params.tiny.model_dump())
-        info = {"kind": "tiny", "path": str(path), "seed": params.seed, **params.tiny.model_dump()}
+        tiny = params.tiny.model_dump(exclude={"tokenizer_dataset"})
+        corpus = trajectory_texts(params.tiny.tokenizer_dataset) if params.tiny.tokenizer_dataset else []
+        path = build_tiny_model(params.out, seed=params.seed, corpus=corpus, **tiny)
+        info = {"kind": "tiny", "path": str(path), "seed": params.seed, **params.tiny.model_dump(mode="json"),
+                "tokenizer_texts": len(corpus)}
         import torch
         from transformers import AutoModelForImageTextToText
 
@@ -72,6 +78,24 @@ def prepare_base_model(params: ModelParams) -> dict:
         params.out.mkdir(parents=True, exist_ok=True)
     (params.out / "base_model.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return info
+
+
+def trajectory_texts(dataset: Path) -> list[str]:
+    """The text of a dataset's ``sft`` trajectories (questions, tool calls' arguments, tool outputs, answers)."""
+    from thinkimg.data.dataset import read_split
+
+    if not Path(dataset).is_dir():
+        raise TrainError(f"{dataset}: dataset folder not found for model.tiny.tokenizer_dataset (run `thinkimg data "
+                         "curate` first, or set it to null)")
+    texts = []
+    for record in read_split(dataset, "sft", check_images=False):
+        for message in json.loads(record["conversation"])["messages"]:
+            content = message.get("content")
+            parts = [content] if isinstance(content, str) else [p.get("text", "") for p in content or []]
+            texts.extend(part for part in parts if part)
+            for call in message.get("tool_calls") or []:
+                texts.append(json.dumps(call["function"]["arguments"], ensure_ascii=False))
+    return texts
 
 
 def check_checkpoint(path: Path) -> dict:

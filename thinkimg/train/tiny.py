@@ -1,8 +1,13 @@
 """A tiny, randomly initialised Qwen2-VL-architecture model built locally (no download): for tests and CPU runs.
 
 The tokenizer is a byte-level BPE trained with the ``tokenizers`` library on text every machine has (a fixed set of
-Python standard-library sources) plus chart-like strings, split like Qwen2's (single digits), with the Qwen special
+Python standard-library sources), chart-like strings and, when given, the training trajectories; split like Qwen2's
+(single digits) but with words apart from the space before them (:data:`WORD_SPLIT`); with the Qwen special
 tokens registered as *special* and the protocol tags (``<tool_call>``, ``<answer>``, ...) as normal added tokens.
+The tool block every prompt carries (the chat template's header and footer and one JSON line per tool, ~1,500 BPE
+tokens) is added as whole tokens too, one per piece, so it costs ~20 tokens: a tiny model trained on CPU would
+otherwise spend most of every step on it. The pieces come from the tool registry when the tokenizer is built; a
+tool changed later is still tokenized correctly, by BPE, only longer.
 The chat template is TRL's ``qwen3_vl.jinja`` byte for byte (TRL recognises templates by their exact text).
 Everything is saved with ``save_pretrained`` so the model loads like any Hub checkpoint. See KNOWLEDGE.md.
 """
@@ -20,13 +25,15 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start
 #: Protocol tags: normal added tokens (single ids, but kept when decoding with ``skip_special_tokens``).
 TAG_TOKENS = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<answer>", "</answer>"]
 
-#: Qwen2's pre-tokenizer split: words, single digits, punctuation runs, newlines, spaces.
-QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
-               r"\s*[\r\n]+|\s+(?!\S)|\s+")
+#: The pre-tokenizer split: Qwen2's (words, single digits, punctuation runs, newlines, spaces) except that a word
+#: never takes the space or the quote before it, so a label is the same tokens in a question (`` of Ethiopia?``),
+#: in a tool's quote (``"Ethiopia"``) and in an answer (``<answer>Ethiopia``): copying it is copying tokens.
+WORD_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+[\r\n]*|"
+              r"\s*[\r\n]+|\s+(?!\S)|\s+")
 
 #: Standard-library sources the tokenizer learns from (present on every CPython 3.11 install).
-_STDLIB_FILES = ["argparse.py", "json/__init__.py", "json/decoder.py", "json/encoder.py", "csv.py", "textwrap.py",
-                 "string.py", "statistics.py", "fractions.py", "calendar.py", "dataclasses.py", "pathlib.py",
+_STDLIB_FILES = ["pydoc_data/topics.py", "argparse.py", "json/__init__.py", "json/decoder.py", "json/encoder.py",
+                 "csv.py", "textwrap.py", "string.py", "statistics.py", "fractions.py", "calendar.py", "dataclasses.py", "pathlib.py",
                  "shutil.py", "tempfile.py", "inspect.py", "typing.py", "enum.py", "random.py", "datetime.py"]
 
 
@@ -37,13 +44,15 @@ def trl_chat_template(name: str = "qwen3_vl") -> str:
     return (Path(trl.__file__).parent / "chat_templates" / f"{name}.jinja").read_text(encoding="utf-8")
 
 
-def _corpus(seed: int, template: str) -> list[str]:
+def _corpus(seed: int, template: str, texts: list[str] | tuple[str, ...] = ()) -> list[str]:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
+    extra = list(texts)
     texts = []
     for name in _STDLIB_FILES:
         path = stdlib / name
         if path.is_file():
             texts.append(path.read_text(encoding="utf-8", errors="replace"))
+    texts.extend(extra)
     rng = random.Random(seed)
     words = ["Sales", "Revenue", "Costs", "Profit", "Year", "Share", "Percent", "Total", "Million", "USD", "bar",
              "line", "chart", "value", "label", "axis", "title", "legend", "highest", "lowest", "difference",
@@ -67,21 +76,40 @@ def _tool_block_text() -> str:
     return "\n".join(json.dumps(schema) for schema in tool_schemas(ChartToolEnv()))
 
 
-def build_tokenizer(seed: int = 0, vocab_size: int = 2048):
-    """A byte-level BPE tokenizer (``Qwen2Tokenizer``) with the Qwen special tokens and protocol tags."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+def tool_block_pieces(tokenizer) -> list[str]:
+    """The fixed pieces of the tool block ``tokenizer``'s chat template renders: its header, each tool's JSON line
+    and its footer."""
+    from thinkimg.agent.env import ChartToolEnv
+    from thinkimg.agent.rollout import tool_schemas
+
+    schemas = tool_schemas(ChartToolEnv())
+    probe = [{"role": "user", "content": [{"type": "text", "text": "?"}]}]
+    text = tokenizer.apply_chat_template(probe, tools=schemas, tokenize=False)
+    start, end = text.index("# Tools"), text.index("</tool_call><|im_end|>") + len("</tool_call>")
+    head, rest = text[start:end].split("\n<tools>\n", 1)
+    body, tail = rest.split("\n</tools>", 1)
+    lines = body.split("\n")
+    if len(lines) != len(schemas) or any(json.loads(line) != schema for line, schema in zip(lines, schemas)):
+        raise ValueError("the chat template does not render one JSON line per tool")
+    return [head + "\n<tools>", *lines, "\n</tools>" + tail]
+
+
+def build_tokenizer(seed: int = 0, vocab_size: int = 2048, texts: list[str] | tuple[str, ...] = ()):
+    """A byte-level BPE tokenizer (``Qwen2Tokenizer``) with the Qwen special tokens and protocol tags; ``texts``
+    (e.g. the training trajectories) join its corpus, so that their words become whole tokens."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
 
     template = trl_chat_template()
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
+        pre_tokenizers.Split(Regex(WORD_SPLIT), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
-    bpe.train_from_iterator(_corpus(seed, template), trainer=trainer)
+    bpe.train_from_iterator(_corpus(seed, template, texts), trainer=trainer)
     vocab = bpe.get_vocab()
     merges = json.loads(bpe.to_str())["model"]["merges"]
     merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in merges]
@@ -90,6 +118,8 @@ def build_tokenizer(seed: int = 0, vocab_size: int = 2048):
     tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS})
     tokenizer.add_tokens(TAG_TOKENS, special_tokens=False)
     tokenizer.chat_template = template
+    tokenizer.add_tokens([AddedToken(piece, normalized=False) for piece in tool_block_pieces(tokenizer)],
+                         special_tokens=False)
     tokenizer.model_max_length = 32768
     return tokenizer
 
@@ -109,11 +139,13 @@ def build_tiny_model(
     max_position_embeddings: int = 8192,
     min_pixels: int = 4 * 28 * 28,
     max_pixels: int = 64 * 28 * 28,
+    corpus: list[str] | tuple[str, ...] = (),
 ) -> Path:
     """Build and save (model, tokenizer, image processor, processor, chat template) into ``out_dir``; return it.
 
     ``vocab_size`` is the BPE's size before the special and tag tokens; the model's vocabulary is
-    ``len(tokenizer)``. ``max_pixels`` bounds image tokens: ``max_pixels / 28**2`` per image (64 by default)."""
+    ``len(tokenizer)``. ``max_pixels`` bounds image tokens: ``max_pixels / 28**2`` per image (64 by default).
+    ``corpus``: more text for the tokenizer to learn from (the training trajectories)."""
     import torch
     from transformers import AutoModelForImageTextToText, Qwen2VLConfig, Qwen2VLImageProcessorPil
 
@@ -127,7 +159,7 @@ def build_tiny_model(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(seed, vocab_size)
+    tokenizer = build_tokenizer(seed, vocab_size, corpus)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     config = Qwen2VLConfig(
         text_config={
