@@ -13,7 +13,7 @@ from thinkimg.data.render import render_bar_chart
 from thinkimg.tools import InProcessToolClient
 from thinkimg.train.base import ModelParams, prepare_base_model
 from thinkimg.train.common import TrainError
-from thinkimg.train.pretrain import PretrainParams, corpus
+from thinkimg.train.pretrain import PretrainParams, TokenStream, corpus
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +63,33 @@ def test_pretrain_errors_name_what_is_missing(tmp_path, dataset):
                                                                "num_kv_heads": 1},
                                        pretrain=PretrainParams(steps=1, dataset=dataset, seq_len=32768,
                                                                batch_size=8)))
+
+
+@pytest.fixture(scope="module")
+def planned_dataset(tmp_path_factory):
+    """Trajectories that carry their plan (as the data engine writes them): Point quotes the value of a label."""
+    client = InProcessToolClient()
+    chart = render_bar_chart({"North": 41.0, "South": 27.0}, title="Sales")
+    conversations = []
+    for i, (label, answer) in enumerate([("North", "41"), ("South", "27")] * 4):
+        conv = trajectory(client, chart, f"p{i}", f"What is the value of {label}?",
+                          [("OCR", {"image": "img_0"})], answer, ocr_text=f'Point: (1, 2) — "{answer}", the value '
+                                                                          f'label of the bar for "{label}"')
+        conv.meta.update(answer=answer, plan={"points": {label: f"the value label of {label}"},
+                                              "op": {"name": "lookup", "key": label}})
+        conversations.append((conv, answer))
+    return write_sft_dataset(tmp_path_factory.mktemp("planned") / "charts", conversations)
+
+
+def test_relabelled_warm_start_text_never_shows_the_copied_labels(tmp_path, planned_dataset):
+    model = prepare_base_model(ModelParams(out=tmp_path / "m", tiny={"hidden_size": 32, "num_layers": 1,
+                                                                    "num_heads": 2, "num_kv_heads": 1}))
+    processor = load_processor(model["path"])
+    relabelled = TokenStream(processor, planned_dataset, seq_len=64, relabel=1.0, seed=0)
+    text = "".join(processor.tokenizer.decode(relabelled.chunk()) for _ in range(30))
+    assert text.count("<answer>") >= 8 and "What is the value of " in text
+    assert "North" not in text and "South" not in text and '"41"' not in text and '"27"' not in text
+    plain = TokenStream(processor, planned_dataset, seq_len=64, relabel=0.0, seed=0)
+    text = "".join(processor.tokenizer.decode(plain.chunk()) for _ in range(30))
+    assert "What is the value of North?" in text and '— "41", the value label of the bar for "North"' in text
+    assert plain.tokens() == relabelled.tokens()  # the chunk count comes from the trajectories as they are

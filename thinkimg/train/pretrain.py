@@ -1,11 +1,14 @@
 """A warm start for the tiny model: causal language modelling on the text of the training trajectories.
 
-A randomly initialised tiny model has never read anything, and SFT's assistant-only loss supervises ~30 tokens of a
-~2,300-token trajectory, so the model learns the call format but not to read (copy a label or a value from the
-question or the tool output). Real base models arrive pretrained; this stage gives the tiny one the same start at
-small cost: the ``sft`` split's trajectories rendered by the chat template *without* the tool block and without the
-image spans (question, calls, OCR and tool texts, answer), packed into fixed-length chunks with every token in the
-loss. Only training-split text is used; the eval split's charts come from held-out tables and themes.
+A randomly initialised tiny model has never read anything, and SFT's assistant-only loss supervises a few dozen
+tokens of each trajectory, so the model learns the call format but not to read: it answers with labels and numbers
+it memorised instead of copying them from the question or the tool output. Real base models arrive pretrained; this
+stage gives the tiny one the same start at small cost: the ``sft`` split's trajectories rendered by the chat
+template *without* the tool block and without the image spans (question, calls, tool texts, answer), every token in
+the loss, packed into fixed-length chunks. A share ``relabel`` of them is relabelled afresh each time it is read
+(:mod:`thinkimg.train.relabel`: the labels and answers it copies replaced by made-up ones), so that copying is the
+only way to predict them. Only training-split text is used; the eval split's charts come from held-out tables and
+themes.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from pydantic import Field
 
 from thinkimg.config import StrictModel
+from thinkimg.train.relabel import relabel
 
 
 class PretrainParams(StrictModel):
@@ -32,6 +36,8 @@ class PretrainParams(StrictModel):
     learning_rate: float = Field(2e-3, gt=0, le=1.0)
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
+    #: Share of trajectories read with their copied labels and answers replaced by made-up ones.
+    relabel: float = Field(0.0, ge=0.0, le=1.0)
     seed: int = Field(0, ge=0)
 
 
@@ -45,15 +51,65 @@ def _text_only(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def corpus(processor: Any, dataset: Path) -> list[str]:
-    """The ``sft`` split's trajectories as chat-template text without the tool block and the images."""
+def _records(dataset: Path) -> list[tuple[list[dict[str, Any]], dict[str, Any]]]:
     from thinkimg.data.dataset import read_split
 
-    texts = []
+    out = []
     for record in read_split(dataset, "sft", check_images=False):
-        messages = json.loads(record["conversation"])["messages"]
-        texts.append(processor.apply_chat_template(_text_only(messages), tokenize=False))
-    return texts
+        data = json.loads(record["conversation"])
+        out.append((_text_only(data["messages"]), data.get("meta", {})))
+    return out
+
+
+def corpus(processor: Any, dataset: Path) -> list[str]:
+    """The ``sft`` split's trajectories as chat-template text without the tool block and the images."""
+    return [processor.apply_chat_template(messages, tokenize=False) for messages, _ in _records(dataset)]
+
+
+def vocabulary_words(tokenizer: Any, min_length: int = 3) -> list[str]:
+    """Words the tokenizer holds whole: what made-up labels are made of, so that they cost as few tokens as real
+    ones."""
+    return sorted(t for t in tokenizer.get_vocab() if t.isalpha() and t.isascii() and len(t) >= min_length)
+
+
+class TokenStream:
+    """Chunks of ``seq_len`` token ids from the trajectories drawn in random order (an epoch at a time), each one
+    relabelled afresh with probability ``relabel``, separated by ``<|endoftext|>``."""
+
+    def __init__(self, processor: Any, dataset: Path, seq_len: int, relabel: float, seed: int):
+        self.processor = processor
+        self.records = _records(dataset)
+        self.seq_len = seq_len
+        self.relabel = relabel
+        self.rng = random.Random(seed)
+        self.eos = processor.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+        self.words = vocabulary_words(processor.tokenizer)
+        self.fixed = [self._ids(m) for m, _ in self.records] if relabel < 1 else []
+        self.buffer: list[int] = []
+        self.order: list[int] = []
+
+    def _ids(self, messages: list[dict[str, Any]]) -> list[int]:
+        text = self.processor.apply_chat_template(messages, tokenize=False)
+        return self.processor.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.eos]
+
+    def tokens(self) -> int:
+        """Tokens in one pass over the trajectories as they are (not relabelled)."""
+        return sum(len(ids) for ids in self.fixed) if self.fixed else sum(
+            len(self._ids(m)) for m, _ in self.records)
+
+    def chunk(self) -> list[int]:
+        while len(self.buffer) < self.seq_len:
+            if not self.order:
+                self.order = list(range(len(self.records)))
+                self.rng.shuffle(self.order)
+            i = self.order.pop()
+            if self.rng.random() < self.relabel:
+                messages, meta = self.records[i]
+                self.buffer.extend(self._ids(relabel(messages, meta, self.rng, self.words)))
+            else:
+                self.buffer.extend(self.fixed[i])
+        out, self.buffer = self.buffer[:self.seq_len], self.buffer[self.seq_len:]
+        return out
 
 
 def pretrain(model_dir: Path, params: PretrainParams, *, progress: bool = True) -> dict[str, Any]:
@@ -71,30 +127,22 @@ def pretrain(model_dir: Path, params: PretrainParams, *, progress: bool = True) 
         raise TrainError(f"{params.dataset}: dataset folder not found for model.pretrain (run `thinkimg data curate` "
                          "first, or set model.pretrain.steps to 0)")
     processor = load_processor(model_dir)
-    tokenizer = processor.tokenizer
-    ids: list[int] = []
-    for text in corpus(processor, params.dataset):
-        ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
-        ids.append(tokenizer.convert_tokens_to_ids("<|endoftext|>"))
-    chunks = [ids[i:i + params.seq_len] for i in range(0, len(ids) - params.seq_len + 1, params.seq_len)]
-    if len(chunks) < params.batch_size:
-        raise TrainError(f"{params.dataset}: {len(ids)} tokens of trajectory text make {len(chunks)} chunks of "
+    stream = TokenStream(processor, params.dataset, params.seq_len, params.relabel, params.seed)
+    total = stream.tokens()
+    chunks = total // params.seq_len
+    if chunks < params.batch_size:
+        raise TrainError(f"{params.dataset}: {total} tokens of trajectory text make {chunks} chunks of "
                          f"{params.seq_len}; model.pretrain needs at least batch_size={params.batch_size}")
     torch.manual_seed(params.seed)
     model = AutoModelForImageTextToText.from_pretrained(str(model_dir), dtype=torch.float32)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, math.ceil(params.warmup_ratio * params.steps), params.steps)
-    rng = random.Random(params.seed)
-    order: list[int] = []
     losses: list[float] = []
     start = time.perf_counter()
     bar = tqdm(range(params.steps), desc="pretrain", disable=not progress)
     for step in bar:
-        if len(order) < params.batch_size:
-            order = list(range(len(chunks)))
-            rng.shuffle(order)
-        batch = torch.tensor([chunks[order.pop()] for _ in range(params.batch_size)])
+        batch = torch.tensor([stream.chunk() for _ in range(params.batch_size)])
         loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -106,6 +154,6 @@ def pretrain(model_dir: Path, params: PretrainParams, *, progress: bool = True) 
             bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
     model.save_pretrained(str(model_dir))
     window = max(1, min(20, len(losses) // 4))
-    return {"steps": params.steps, "chunks": len(chunks), "tokens_seen": params.steps * params.batch_size *
-            params.seq_len, "loss_first": sum(losses[:window]) / window, "loss_last": sum(losses[-window:]) / window,
+    return {"steps": params.steps, "chunks": chunks, "relabel": params.relabel,
+            "tokens_seen": params.steps * params.batch_size * params.seq_len, "loss_first": sum(losses[:window]) / window, "loss_last": sum(losses[-window:]) / window,
             "seconds": round(time.perf_counter() - start, 1)}

@@ -1,0 +1,81 @@
+"""Label randomisation of trajectories (thinkimg.train.relabel): what is copied is replaced consistently, what the
+answer depends on without copying is kept, and nothing else changes."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+from thinkimg.train.relabel import copied_strings, random_label, random_number, relabel
+
+
+def _conversation(question, calls, outputs, answer):
+    messages = [{"role": "user", "content": [{"type": "image", "ref": "img_0"}, {"type": "text", "text": question}]}]
+    for (name, args), out in zip(calls, outputs):
+        messages.append({"role": "assistant", "content": [],
+                         "tool_calls": [{"type": "function", "function": {"name": name, "arguments": args}}]})
+        messages.append({"role": "tool", "name": name, "content": [{"type": "text", "text": out}]})
+    messages.append({"role": "assistant", "content": [{"type": "text", "text": f"<answer>{answer}</answer>"}]})
+    return messages
+
+
+def _text(messages):
+    return json.dumps(messages, ensure_ascii=False)
+
+
+def test_a_lookup_relabels_the_label_and_the_copied_value_everywhere():
+    plan = {"points": {"Cloud services": "the value label of Cloud services"},
+            "op": {"name": "lookup", "key": "Cloud services"}}
+    messages = _conversation(
+        "What is the value of Cloud services?", [("Point", {"image": "img_0",
+                                                            "description": "the value label of Cloud services"})],
+        ['Point: (120, 40) — "12.5", the value label of the bar for "Cloud services"'], "12.5")
+    assert copied_strings(messages, {"plan": plan, "answer": "12.5"}) == ({"Cloud services"}, {"12.5"})
+    new = relabel(messages, {"plan": plan, "answer": "12.5"}, random.Random(1))
+    text = _text(new)
+    assert "Cloud services" not in text and "12.5" not in text
+    question = new[0]["content"][1]["text"]
+    label = question.removeprefix("What is the value of ").removesuffix("?")
+    assert len(label.split()) == 2 and label[0].isupper()
+    assert new[1]["tool_calls"][0]["function"]["arguments"] == {"image": "img_0",
+                                                                 "description": f"the value label of {label}"}
+    value = new[-1]["content"][0]["text"].removeprefix("<answer>").removesuffix("</answer>")
+    assert len(value) == 4 and value[2] == "." and value[:2].isdigit()
+    assert new[2]["content"][0]["text"] == f'Point: (120, 40) — "{value}", the value label of the bar for "{label}"'
+    assert new[0]["content"][0] == {"type": "image", "ref": "img_0"}  # image references untouched
+    assert messages[0]["content"][1]["text"] == "What is the value of Cloud services?"  # the input is not changed
+
+
+def test_a_comparison_keeps_the_values_its_answer_depends_on():
+    plan = {"points": {"May": "the value label of May", "June": "the value label of June"}, "op": {"name": "argmax"}}
+    messages = _conversation("Which is higher, May or June?",
+                             [("Point", {"description": "the value label of May"}),
+                              ("Point", {"description": "the value label of June"})],
+                             ['Point: (1, 2) — "7", the value label of the bar for "May"',
+                              'Point: (3, 4) — "-2", the value label of the bar for "June"'], "May")
+    new = relabel(messages, {"plan": plan, "answer": "May"}, random.Random(3))
+    text = _text(new)
+    assert '— "7"' in new[2]["content"][0]["text"] and '— "-2"' in new[4]["content"][0]["text"]
+    assert "May" not in text and "June" not in text
+    may = new[2]["content"][0]["text"].split('bar for "')[1].rstrip('"')
+    assert new[-1]["content"][0]["text"] == f"<answer>{may}</answer>"  # still the higher one
+
+
+def test_a_label_inside_a_longer_word_is_left_alone():
+    plan = {"points": {"Mar": "the value label of Mar"}, "op": {"name": "lookup", "key": "Mar"}}
+    messages = _conversation("What is the value of Mar?", [("Point", {"description": "the value label of Mar"})],
+                             ['Point: (1, 2) — "3", the value label of the bar for "Mar" (Market share)'], "3")
+    new = relabel(messages, {"plan": plan, "answer": "3"}, random.Random(0))
+    assert "(Market share)" in new[2]["content"][0]["text"] and '"Mar"' not in new[2]["content"][0]["text"]
+
+
+def test_random_strings_keep_the_shape():
+    rng = random.Random(0)
+    for like in ["-3.25", "1200", "0.5", "7"]:
+        out = random_number(rng, like)
+        assert out.startswith("-") == like.startswith("-") and len(out) == len(like) and out.count(".") == like.count(".")
+        assert len(out.lstrip("-").split(".")[0]) == 1 or not out.lstrip("-").startswith("0")
+    label = random_label(rng, "Oct 1855, U.S. (est.)")
+    assert re.sub(r"[a-zA-Z]+", "w", label) == "w 1855, w.w. (w.)".replace("1855", label.split()[1][:4])
+    assert label.split()[1][:4].isdigit() and label != "Oct 1855, U.S. (est.)"

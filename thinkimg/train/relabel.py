@@ -1,0 +1,140 @@
+"""Label randomisation: a trajectory with the words it copies replaced by made-up ones, consistently everywhere.
+
+A trajectory answers from what the tools show: the label of the question goes into a call ("the value label of
+Ethiopia"), the text a tool quotes goes into the answer. A tiny model trained on a few thousand trajectories learns
+the labels and answers it saw instead of copying them (held-out charts have other labels). Replacing each copied
+string by a random one of the same shape, in the question, the calls, the tool outputs and the answer alike, keeps
+the trajectory correct while making copying the only way to predict it. The warm start (:mod:`thinkimg.train.pretrain`)
+reads trajectories relabelled afresh every time (text only: the images would still show the old labels).
+
+What is replaced: the category labels and panel titles the question's plan names, the texts Point quotes and the
+answer when it is one of these, and the answer's number when the answer copies a number a tool read (a lookup).
+Numbers the answer depends on without copying them (a comparison of two values) are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from typing import Any
+
+#: Point quotes what it found after a dash: ``(x, y) — "8.9", the value label of ...``.
+_QUOTED = re.compile(r' — ("(?:[^"\\]|\\.)*")')
+_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+_VOWELS = "aeiou"
+#: Plan keys that are placeholders, not labels.
+_PLACEHOLDERS = {"bar", "title"}
+
+
+def _plan_labels(plan: dict[str, Any]) -> set[str]:
+    labels = set(plan.get("read", {})) | set(plan.get("labels", {}))
+    labels |= {k for k in plan.get("points", {}) if k not in _PLACEHOLDERS}
+    labels |= {line["category"] for line in plan.get("bar_lines", [])}
+    view = plan.get("view") or {}
+    if view.get("tool") == "ZoomInSubfigure":
+        labels.add(view["description"])
+    op = plan.get("op", {})
+    labels |= set(op.get("keys", []))
+    return {label for label in labels if label and label.strip()}
+
+
+def _texts(messages: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            out.append(content)
+        elif isinstance(content, list):
+            out.extend(part["text"] for part in content if part.get("type") == "text")
+    return out
+
+
+def copied_strings(messages: list[dict[str, Any]], meta: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """(labels, numbers) to replace in a trajectory: see the module docstring."""
+    plan = meta.get("plan") or {}
+    labels = _plan_labels(plan)
+    quoted = set()
+    for text in _texts([m for m in messages if m.get("role") == "tool"]):
+        quoted |= {json.loads(q) for q in _QUOTED.findall(text)}
+    answer = str(meta.get("answer", "")).strip()
+    numbers = set()
+    op = plan.get("op", {}).get("name")
+    for text in quoted | ({answer} if answer else set()):
+        if _NUMBER.match(text):
+            if op in ("lookup", "pick") and text == answer:
+                numbers.add(text)
+        elif text in quoted or text in labels:
+            labels.add(text)
+    return labels, numbers
+
+
+def _word(rng: random.Random, like: str, words: list[str] | None) -> str:
+    cased = [w for w in words or () if w[0].isupper() == like[:1].isupper()]
+    if cased:
+        return rng.choice(cased)
+    if words:
+        word = rng.choice(words)
+    else:
+        n = max(2, min(12, len(like) + rng.randint(-2, 2)))
+        word = "".join(rng.choice(_VOWELS if i % 2 else _LETTERS) for i in range(n))
+    return word.capitalize() if like[:1].isupper() else word.lower()
+
+
+def random_label(rng: random.Random, like: str, words: list[str] | None = None) -> str:
+    """A made-up label shaped like ``like``: as many words (drawn from ``words``, else made of random letters),
+    digits for digits, punctuation kept."""
+    parts = re.split(r"(\W+)", like)
+    out = []
+    for part in parts:
+        if not part or re.fullmatch(r"\W+", part):
+            out.append(part)
+        elif part.isdigit():
+            out.append(random_number(rng, part))
+        else:
+            out.append(_word(rng, part, words))
+    return "".join(out)
+
+
+def random_number(rng: random.Random, like: str) -> str:
+    """A random number printed like ``like``: same sign, as many digits before and after the point."""
+    sign = "-" if like.startswith("-") else ""
+    whole, _, frac = like.lstrip("-").partition(".")
+    head = str(rng.randint(1, 9)) if len(whole) > 1 else str(rng.randint(0, 9))
+    digits = head + "".join(str(rng.randint(0, 9)) for _ in range(len(whole) - 1))
+    return sign + digits + ("." + "".join(str(rng.randint(0, 9)) for _ in frac) if frac else "")
+
+
+def relabel(messages: list[dict[str, Any]], meta: dict[str, Any], rng: random.Random,
+            words: list[str] | None = None) -> list[dict[str, Any]]:
+    """A copy of ``messages`` with each copied string (:func:`copied_strings`) replaced by a random one, the same
+    everywhere: message texts, tool-call arguments, tool outputs. ``words``: the words made-up labels are made of
+    (default: random letters)."""
+    labels, numbers = copied_strings(messages, meta)
+    mapping = {s: random_label(rng, s, words) for s in labels}
+    mapping.update({s: random_number(rng, s) for s in numbers})
+    if not mapping:
+        return messages
+    pattern = re.compile("|".join(rf"(?<![\w.]){re.escape(s)}(?![\w]|\.\d)"
+                                  for s in sorted(mapping, key=len, reverse=True)))
+
+    def sub(value: Any) -> Any:
+        if isinstance(value, str):
+            return pattern.sub(lambda m: mapping[m.group(0)], value)
+        if isinstance(value, list):
+            return [sub(v) for v in value]
+        if isinstance(value, dict):
+            return {k: sub(v) if k in ("text", "content", "arguments", "description", "function", "tool_calls")
+                    or not isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    out = []
+    for message in messages:
+        new = dict(message)
+        if "content" in message:
+            new["content"] = sub(message["content"])
+        if "tool_calls" in message:
+            new["tool_calls"] = sub(message["tool_calls"])
+        out.append(new)
+    return out
