@@ -138,7 +138,7 @@ def write_sft_dataset(root: Path, conversations) -> Path:
 SMALL_PIPELINE = {
     "data": {"sft_trajectories": 12, "rl_questions": 8, "eval_questions": 6, "chart_kinds": {"bar": 1, "hbar": 1},
              "chunk_charts": 4},
-    "model": {"pretrain": {"steps": 5}},
+    "model": {"pretrain": {"steps": 5, "seq_len": 128}},
     "sft": {"max_steps": 5, "logging_steps": 1, "save_steps": 5},
     "grpo": {"max_steps": 1, "num_generations": 2, "per_device_batch_size": 2, "max_completion_length": 64,
              "max_tool_calls": 1},
