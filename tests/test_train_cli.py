@@ -69,11 +69,17 @@ def test_missing_inputs_are_named(tmp_path):
         assert result.exit_code == 2 and "model folder not found" in result.output and "none" in result.output
 
 
-def test_repo_params_file_loads_every_training_section():
+@pytest.mark.parametrize("name", ["params.yaml", "configs/learning_result.yaml"])
+def test_pipeline_params_files_load_and_chain_their_stages(name):
+    from thinkimg.data.curate import load_params as data_params
+    from thinkimg.pipeline import load_params as eval_params
     from thinkimg.train.grpo import load_params as grpo_params
     from thinkimg.train.sft import load_params as sft_params
 
-    repo = Path(__file__).resolve().parents[1] / "params.yaml"
-    model, sft, grpo = load_params(repo), sft_params(repo), grpo_params(repo)
-    assert sft.model == model.out and grpo.model == sft.out  # the stages chain
-    assert grpo.rollout_backend == "hf" and sft.dataset == grpo.dataset
+    path = Path(__file__).resolve().parents[1] / name
+    data, model, sft, grpo = data_params(path), load_params(path), sft_params(path), grpo_params(path)
+    evaluation, _ = eval_params(path)
+    assert model.pretrain.dataset == sft.dataset == grpo.dataset == evaluation.dataset == data.out
+    assert sft.model == model.out and grpo.model == sft.out
+    assert evaluation.models == {"base": model.out, "sft": sft.out, "grpo": grpo.out}
+    assert grpo.rollout_backend == "hf"
