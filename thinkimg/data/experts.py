@@ -27,7 +27,7 @@ from typing import Any
 
 from thinkimg.agent.conversation import Conversation
 from thinkimg.agent.protocol import format_answer, format_call
-from thinkimg.data.questions import format_number
+from thinkimg.data.questions import format_number, line_tool
 from thinkimg.eval.metrics import parse_number
 from thinkimg.tools.boxes import Box, overlap_of_smaller
 from thinkimg.tools.ocr.base import TextLine
@@ -38,7 +38,8 @@ MIN_OVERLAP = 0.5
 
 _BOX = re.compile(r"\[(-?\d+), (-?\d+), (-?\d+), (-?\d+)\]")
 _SCALE = re.compile(r"upscaled x([0-9.]+)")
-_QUOTED = re.compile(r' — ("(?:[^"\\]|\\.)*")')
+#: Point quotes what it found after a dash: ``(x, y) — "8.9", the value label of ...`` (group 1: the JSON string).
+POINT_QUOTE = re.compile(r' — ("(?:[^"\\]|\\.)*")')
 _READS = re.compile(r"axis reads (-?[0-9.]+) at")
 _RESULT = re.compile(r"The result is (img_\d+)\.")
 
@@ -73,7 +74,7 @@ def planned_calls(plan: dict[str, Any]) -> list[str]:
         if kind == "view":
             out.append(step["tool"])
         elif kind in ("line", "bar_line"):
-            out.append("DrawHorizontalLineByY" if step["axis"] == "y" else "DrawVerticalLineByX")
+            out.append(line_tool(step["axis"]))
         else:
             out.append(names[kind])
     return out
@@ -108,9 +109,7 @@ def next_call(plan: dict[str, Any], observations: list[str]) -> tuple[str, dict[
         at = int(box.group(step["end"] + 1))
     else:
         at = step["at"]
-    if step["axis"] == "y":
-        return "DrawHorizontalLineByY", {"image": image, "y": at}
-    return "DrawVerticalLineByX", {"image": image, "x": at}
+    return line_tool(step["axis"]), {"image": image, step["axis"]: at}
 
 
 def expert(conv: Conversation) -> str:
@@ -134,7 +133,7 @@ def _text(message: dict[str, Any]) -> str:
 
 def quoted_text(observation: str) -> str:
     """The text a Point observation quotes after its point: ``(x, y) — "8.9", ...`` -> ``8.9``."""
-    found = _QUOTED.search(observation)
+    found = POINT_QUOTE.search(observation)
     if found is None:
         raise ReadingError("Point quoted no text")
     return json.loads(found.group(1))

@@ -172,6 +172,11 @@ def _value_axis(chart: RenderedChart) -> str:
     return "x" if chart_kind(chart) == "hbar" else "y"
 
 
+def line_tool(axis: str) -> str:
+    """The tool that draws a line reading the ``axis`` ("x": a vertical line, "y": a horizontal one)."""
+    return "DrawVerticalLineByX" if axis == "x" else "DrawHorizontalLineByY"
+
+
 def _span(chart: RenderedChart) -> float:
     axes = chart.meta.get("axes") or []
     if not axes:
@@ -337,7 +342,7 @@ def _axis_value(chart: RenderedChart, rng: random.Random) -> Question | None:
     cat = rng.choice(cats)
     text = rng.choice(["About what value does {c} have?", "Approximately what is the value of {c}?",
                        "Estimate the value of {c} from the axis."]).format(c=cat)
-    tool = "DrawVerticalLineByX" if _value_axis(chart) == "x" else "DrawHorizontalLineByY"
+    tool = line_tool(_value_axis(chart))
     op = {"name": "lookup", "key": cat}
     if _bars(chart):
         return Question("axis_value", text, format_number(table.value(cat)), ["Point", tool],
@@ -370,7 +375,7 @@ def _trend(chart: RenderedChart, rng: random.Random, series: str | None) -> Ques
         if None in boxes.values():
             return None
         return Question("trend", text, answer, ["OCR"], {"read": boxes, "op": op})
-    tool = "DrawVerticalLineByX" if _value_axis(chart) == "x" else "DrawHorizontalLineByY"
+    tool = line_tool(_value_axis(chart))
     if bars:
         return Question("trend", text, answer, ["Point", tool],
                         {"bar_lines": [_bar_line(chart, a, a), _bar_line(chart, b, b)], "op": op})

@@ -83,6 +83,7 @@ def prepare_base_model(params: ModelParams) -> dict:
 def trajectory_texts(dataset: Path) -> list[str]:
     """The text of a dataset's ``sft`` trajectories (questions, tool calls' arguments, tool outputs, answers)."""
     from thinkimg.data.dataset import read_split
+    from thinkimg.train.relabel import message_texts
 
     if not Path(dataset).is_dir():
         raise TrainError(f"{dataset}: dataset folder not found for model.tiny.tokenizer_dataset (run `thinkimg data "
@@ -90,9 +91,7 @@ def trajectory_texts(dataset: Path) -> list[str]:
     texts = []
     for record in read_split(dataset, "sft", check_images=False):
         for message in json.loads(record["conversation"])["messages"]:
-            content = message.get("content")
-            parts = [content] if isinstance(content, str) else [p.get("text", "") for p in content or []]
-            texts.extend(part for part in parts if part)
+            texts.extend(text for text in message_texts([message]) if text)
             for call in message.get("tool_calls") or []:
                 texts.append(json.dumps(call["function"]["arguments"], ensure_ascii=False))
     return texts

@@ -155,5 +155,6 @@ def pretrain(model_dir: Path, params: PretrainParams, *, progress: bool = True) 
     model.save_pretrained(str(model_dir))
     window = max(1, min(20, len(losses) // 4))
     return {"steps": params.steps, "chunks": chunks, "relabel": params.relabel,
-            "tokens_seen": params.steps * params.batch_size * params.seq_len, "loss_first": sum(losses[:window]) / window, "loss_last": sum(losses[-window:]) / window,
+            "tokens_seen": params.steps * params.batch_size * params.seq_len,
+            "loss_first": sum(losses[:window]) / window, "loss_last": sum(losses[-window:]) / window,
             "seconds": round(time.perf_counter() - start, 1)}

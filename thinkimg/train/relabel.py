@@ -19,8 +19,8 @@ import random
 import re
 from typing import Any
 
-#: Point quotes what it found after a dash: ``(x, y) — "8.9", the value label of ...``.
-_QUOTED = re.compile(r' — ("(?:[^"\\]|\\.)*")')
+from thinkimg.data.experts import POINT_QUOTE
+
 _NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _VOWELS = "aeiou"
@@ -40,7 +40,8 @@ def _plan_labels(plan: dict[str, Any]) -> set[str]:
     return {label for label in labels if label and label.strip()}
 
 
-def _texts(messages: list[dict[str, Any]]) -> list[str]:
+def message_texts(messages: list[dict[str, Any]]) -> list[str]:
+    """The text parts of ``messages`` (string contents and the ``text`` parts of content lists), in order."""
     out = []
     for message in messages:
         content = message.get("content")
@@ -56,8 +57,8 @@ def copied_strings(messages: list[dict[str, Any]], meta: dict[str, Any]) -> tupl
     plan = meta.get("plan") or {}
     labels = _plan_labels(plan)
     quoted = set()
-    for text in _texts([m for m in messages if m.get("role") == "tool"]):
-        quoted |= {json.loads(q) for q in _QUOTED.findall(text)}
+    for text in message_texts([m for m in messages if m.get("role") == "tool"]):
+        quoted |= {json.loads(q) for q in POINT_QUOTE.findall(text)}
     answer = str(meta.get("answer", "")).strip()
     numbers = set()
     op = plan.get("op", {}).get("name")

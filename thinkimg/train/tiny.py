@@ -46,13 +46,10 @@ def trl_chat_template(name: str = "qwen3_vl") -> str:
 
 def _corpus(seed: int, template: str, texts: list[str] | tuple[str, ...] = ()) -> list[str]:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
-    extra = list(texts)
-    texts = []
-    for name in _STDLIB_FILES:
-        path = stdlib / name
-        if path.is_file():
-            texts.append(path.read_text(encoding="utf-8", errors="replace"))
-    texts.extend(extra)
+    corpus = [(stdlib / name).read_text(encoding="utf-8", errors="replace") for name in _STDLIB_FILES
+              if (stdlib / name).is_file()]
+    corpus.extend(texts)
+    texts = corpus
     rng = random.Random(seed)
     words = ["Sales", "Revenue", "Costs", "Profit", "Year", "Share", "Percent", "Total", "Million", "USD", "bar",
              "line", "chart", "value", "label", "axis", "title", "legend", "highest", "lowest", "difference",
