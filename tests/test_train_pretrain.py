@@ -13,7 +13,7 @@ from thinkimg.data.render import render_bar_chart
 from thinkimg.tools import InProcessToolClient
 from thinkimg.train.base import ModelParams, prepare_base_model
 from thinkimg.train.common import TrainError
-from thinkimg.train.pretrain import PretrainParams, TokenStream, corpus
+from thinkimg.train.pretrain import PretrainParams, TokenStream, copy_mask, corpus
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +93,41 @@ def test_relabelled_warm_start_text_never_shows_the_copied_labels(tmp_path, plan
     text = "".join(processor.tokenizer.decode(plain.chunk()) for _ in range(30))
     assert "What is the value of North?" in text and '— "41", the value label of the bar for "North"' in text
     assert plain.tokens() == relabelled.tokens()  # the chunk count comes from the trajectories as they are
+
+
+def test_copy_mask_marks_the_repeats_of_a_string_not_its_first_occurrence():
+    text = "Q: Foo Bar? call Foo Bar; answer Foo Bar"
+    offsets, start = [], 0
+    for word in text.split(" "):  # one token a word, the space kept apart
+        start = text.index(word, start)
+        offsets.append((start, start + len(word)))
+        start += len(word)
+    mask = copy_mask(text, offsets, ["Foo Bar"])
+    words = text.split(" ")
+    assert [w for w, m in zip(words, mask) if m] == ["Foo", "Foo", "Bar"]  # "Bar;" holds more than the string
+    assert copy_mask(text, offsets, ["Missing"]) == [0] * len(words)
+
+
+def test_copy_mask_of_a_relabelled_trajectory_covers_the_copied_answer(tmp_path, planned_dataset):
+    model = prepare_base_model(ModelParams(out=tmp_path / "m", tiny={"hidden_size": 32, "num_layers": 1,
+                                                                    "num_heads": 2, "num_kv_heads": 1}))
+    processor = load_processor(model["path"])
+    stream = TokenStream(processor, planned_dataset, seq_len=4096, relabel=1.0, seed=0)
+    ids, mask = stream.chunk_with_mask()
+    assert len(ids) == len(mask) == 4096 and 0 < sum(mask) < len(mask) // 4
+    text = processor.tokenizer.decode(ids)
+    answers = [a.split("</answer>")[0] for a in text.split("<answer>")[1:]]
+    copied = processor.tokenizer.decode([i for i, m in zip(ids, mask) if m])
+    for answer in answers[:-1]:  # the last trajectory may be cut by the chunk's end
+        assert answer in copied
+    plain = TokenStream(processor, planned_dataset, seq_len=256, relabel=0.0, seed=0)
+    assert sum(plain.chunk_with_mask()[1]) == 0
+
+
+def test_warm_start_with_copy_weight_trains_and_records_it(tmp_path, planned_dataset):
+    params = ModelParams(out=tmp_path / "base", tiny={"hidden_size": 32, "num_layers": 1, "num_heads": 2,
+                                                      "num_kv_heads": 1},
+                         pretrain=PretrainParams(steps=20, dataset=planned_dataset, seq_len=64, batch_size=4,
+                                                 learning_rate=3e-3, relabel=1.0, copy_weight=10.0))
+    stats = prepare_base_model(params)["pretrain"]
+    assert stats["copy_weight"] == 10.0 and stats["loss_last"] < stats["loss_first"], stats

@@ -4,8 +4,11 @@ answer depends on without copying is kept, and nothing else changes."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
+import subprocess
+import sys
 
 from thinkimg.train.relabel import copied_strings, random_label, random_number, relabel
 
@@ -79,3 +82,15 @@ def test_random_strings_keep_the_shape():
     label = random_label(rng, "Oct 1855, U.S. (est.)")
     assert re.sub(r"[a-zA-Z]+", "w", label) == "w 1855, w.w. (w.)".replace("1855", label.split()[1][:4])
     assert label.split()[1][:4].isdigit() and label != "Oct 1855, U.S. (est.)"
+
+
+def test_relabelling_depends_on_the_seed_only_not_on_string_hashing():
+    """Sets of labels iterate in a per-process hash order; the replacements must not follow it (a warm start is
+    reproducible for its seed)."""
+    script = ("import json, random; from thinkimg.train.relabel import relabel_with_mapping; "
+              "m = [{'role': 'user', 'content': 'Compare Alpha, Beta, Gamma, Delta and Epsilon'}]; "
+              "plan = {'op': {'name': 'compare', 'keys': ['Alpha', 'Beta', 'Gamma', 'Delta', 'Epsilon']}}; "
+              "print(json.dumps(relabel_with_mapping(m, {'plan': plan}, random.Random(5))[1], sort_keys=True))")
+    outputs = {subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": seed},
+                              capture_output=True, text=True, check=True).stdout for seed in ("1", "2", "3")}
+    assert len(outputs) == 1 and len(json.loads(outputs.pop())) == 5

@@ -7,7 +7,8 @@ stage gives the tiny one the same start at small cost: the ``sft`` split's traje
 template *without* the tool block and without the image spans (question, calls, tool texts, answer), every token in
 the loss, packed into fixed-length chunks. A share ``relabel`` of them is relabelled afresh each time it is read
 (:mod:`thinkimg.train.relabel`: the labels and answers it copies replaced by made-up ones), so that copying is the
-only way to predict them. Only training-split text is used; the eval split's charts come from held-out tables and
+only way to predict them. Copies are a few tokens in hundreds, so their gradient drowns in the rest; ``copy_weight``
+adds that much loss weight to each token that repeats a made-up string (every occurrence after its first). Only training-split text is used; the eval split's charts come from held-out tables and
 themes.
 """
 
@@ -23,7 +24,7 @@ from typing import Any
 from pydantic import Field
 
 from thinkimg.config import StrictModel
-from thinkimg.train.relabel import relabel
+from thinkimg.train.relabel import relabel_with_mapping
 
 
 class PretrainParams(StrictModel):
@@ -38,6 +39,8 @@ class PretrainParams(StrictModel):
     weight_decay: float = Field(0.0, ge=0.0)
     #: Share of trajectories read with their copied labels and answers replaced by made-up ones.
     relabel: float = Field(0.0, ge=0.0, le=1.0)
+    #: Extra loss weight on the tokens that repeat a made-up string of a relabelled trajectory (0: plain LM loss).
+    copy_weight: float = Field(0.0, ge=0.0, le=1000.0)
     seed: int = Field(0, ge=0)
 
 
@@ -72,9 +75,26 @@ def vocabulary_words(tokenizer: Any, min_length: int = 3) -> list[str]:
     return sorted(t for t in tokenizer.get_vocab() if t.isalpha() and t.isascii() and len(t) >= min_length)
 
 
+def copy_mask(text: str, offsets: list[tuple[int, int]], strings: Any) -> list[int]:
+    """1 for each token (char ``offsets`` into ``text``) lying inside a repeat of one of ``strings`` (an occurrence
+    after the string's first), else 0."""
+    mask = [0] * len(offsets)
+    for string in strings:
+        first = text.find(string)
+        start = text.find(string, first + 1) if first >= 0 else -1
+        while start >= 0:
+            end = start + len(string)
+            for i, (a, b) in enumerate(offsets):
+                if a >= start and b <= end and b > a:
+                    mask[i] = 1
+            start = text.find(string, start + 1)
+    return mask
+
+
 class TokenStream:
     """Chunks of ``seq_len`` token ids from the trajectories drawn in random order (an epoch at a time), each one
-    relabelled afresh with probability ``relabel``, separated by ``<|endoftext|>``."""
+    relabelled afresh with probability ``relabel``, separated by ``<|endoftext|>``; with each chunk, its copy mask
+    (:func:`copy_mask` of the made-up strings; 0 for trajectories read as they are)."""
 
     def __init__(self, processor: Any, dataset: Path, seq_len: int, relabel: float, seed: int):
         self.processor = processor
@@ -86,11 +106,17 @@ class TokenStream:
         self.words = vocabulary_words(processor.tokenizer)
         self.fixed = [self._ids(m) for m, _ in self.records] if relabel < 1 else []
         self.buffer: list[int] = []
+        self.mask: list[int] = []
         self.order: list[int] = []
 
     def _ids(self, messages: list[dict[str, Any]]) -> list[int]:
+        return self._encode(messages, ())[0]
+
+    def _encode(self, messages: list[dict[str, Any]], strings: Any) -> tuple[list[int], list[int]]:
         text = self.processor.apply_chat_template(messages, tokenize=False)
-        return self.processor.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.eos]
+        enc = self.processor.tokenizer(text, add_special_tokens=False, return_offsets_mapping=bool(strings))
+        mask = copy_mask(text, enc["offset_mapping"], strings) if strings else [0] * len(enc["input_ids"])
+        return enc["input_ids"] + [self.eos], mask + [0]
 
     def tokens(self) -> int:
         """Tokens in one pass over the trajectories as they are (not relabelled)."""
@@ -98,6 +124,11 @@ class TokenStream:
             len(self._ids(m)) for m, _ in self.records)
 
     def chunk(self) -> list[int]:
+        """The next ``seq_len`` token ids."""
+        return self.chunk_with_mask()[0]
+
+    def chunk_with_mask(self) -> tuple[list[int], list[int]]:
+        """The next ``seq_len`` token ids and their copy mask."""
         while len(self.buffer) < self.seq_len:
             if not self.order:
                 self.order = list(range(len(self.records)))
@@ -105,11 +136,15 @@ class TokenStream:
             i = self.order.pop()
             if self.rng.random() < self.relabel:
                 messages, meta = self.records[i]
-                self.buffer.extend(self._ids(relabel(messages, meta, self.rng, self.words)))
+                new, mapping = relabel_with_mapping(messages, meta, self.rng, self.words)
+                ids, mask = self._encode(new, sorted(set(mapping.values())))
             else:
-                self.buffer.extend(self.fixed[i])
+                ids, mask = self.fixed[i], [0] * len(self.fixed[i])
+            self.buffer.extend(ids)
+            self.mask.extend(mask)
         out, self.buffer = self.buffer[:self.seq_len], self.buffer[self.seq_len:]
-        return out
+        mask, self.mask = self.mask[:self.seq_len], self.mask[self.seq_len:]
+        return out, mask
 
 
 def pretrain(model_dir: Path, params: PretrainParams, *, progress: bool = True) -> dict[str, Any]:
@@ -142,8 +177,16 @@ def pretrain(model_dir: Path, params: PretrainParams, *, progress: bool = True) 
     start = time.perf_counter()
     bar = tqdm(range(params.steps), desc="pretrain", disable=not progress)
     for step in bar:
-        batch = torch.tensor([stream.chunk() for _ in range(params.batch_size)])
-        loss = model(input_ids=batch, labels=batch).loss
+        rows = [stream.chunk_with_mask() for _ in range(params.batch_size)]
+        batch = torch.tensor([ids for ids, _ in rows])
+        if params.copy_weight:
+            logits = model(input_ids=batch).logits[:, :-1]
+            token_loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1), reduction="none")
+            weight = 1 + params.copy_weight * torch.tensor([mask[1:] for _, mask in rows], dtype=torch.float32)
+            loss = (token_loss * weight.reshape(-1)).sum() / weight.sum()
+        else:
+            loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -154,7 +197,7 @@ def pretrain(model_dir: Path, params: PretrainParams, *, progress: bool = True) 
             bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
     model.save_pretrained(str(model_dir))
     window = max(1, min(20, len(losses) // 4))
-    return {"steps": params.steps, "chunks": chunks, "relabel": params.relabel,
+    return {"steps": params.steps, "chunks": chunks, "relabel": params.relabel, "copy_weight": params.copy_weight,
             "tokens_seen": params.steps * params.batch_size * params.seq_len,
             "loss_first": sum(losses[:window]) / window, "loss_last": sum(losses[-window:]) / window,
             "seconds": round(time.perf_counter() - start, 1)}

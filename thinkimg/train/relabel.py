@@ -112,11 +112,17 @@ def relabel(messages: list[dict[str, Any]], meta: dict[str, Any], rng: random.Ra
     """A copy of ``messages`` with each copied string (:func:`copied_strings`) replaced by a random one, the same
     everywhere: message texts, tool-call arguments, tool outputs. ``words``: the words made-up labels are made of
     (default: random letters)."""
+    return relabel_with_mapping(messages, meta, rng, words)[0]
+
+
+def relabel_with_mapping(messages: list[dict[str, Any]], meta: dict[str, Any], rng: random.Random,
+                         words: list[str] | None = None) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """:func:`relabel`, and the replacements it made (old string -> made-up one)."""
     labels, numbers = copied_strings(messages, meta)
-    mapping = {s: random_label(rng, s, words) for s in labels}
-    mapping.update({s: random_number(rng, s) for s in numbers})
+    mapping = {s: random_label(rng, s, words) for s in sorted(labels)}
+    mapping.update({s: random_number(rng, s) for s in sorted(numbers)})
     if not mapping:
-        return messages
+        return messages, mapping
     pattern = re.compile("|".join(rf"(?<![\w.]){re.escape(s)}(?![\w]|\.\d)"
                                   for s in sorted(mapping, key=len, reverse=True)))
 
@@ -138,4 +144,4 @@ def relabel(messages: list[dict[str, Any]], meta: dict[str, Any], rng: random.Ra
         if "tool_calls" in message:
             new["tool_calls"] = sub(message["tool_calls"])
         out.append(new)
-    return out
+    return out, mapping
