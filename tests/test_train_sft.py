@@ -313,3 +313,32 @@ def test_sft_on_a_curated_dataset(tiny, processor, schemas, data_dir, tmp_path):
         assert render(processor, renderer.messages(conv)) == render(processor, conv.resolved(), schemas)
     summary = train_sft(_params(tiny, root, tmp_path / "sft", save_steps=100), mlflow_run=False)
     assert summary["trajectories"] >= 8 and summary["skipped_too_long"] == 0 and summary["global_step"] == 2
+
+
+def test_relabel_reads_made_up_labels_in_the_text_and_keeps_the_images(processor, schemas, tmp_path):
+    client = InProcessToolClient()
+    chart = render_bar_chart({"North": 41.0, "South": 27.0}, title="Sales")
+    conv = trajectory(client, chart, "p0", "What is the value of North?",
+                      [("OCR", {"image": "img_0"})], "41",
+                      ocr_text='Point: (1, 2) — "41", the value label of the bar for "North"')
+    conv.meta.update(answer="41", plan={"points": {"North": "the value label of North"},
+                                        "op": {"name": "lookup", "key": "North"}})
+    root = write_sft_dataset(tmp_path / "charts", [(conv, "41")])
+    records = read_split(root, "sft")
+
+    def texts(row):
+        return json.dumps([[p for p in m["content"] if p.get("type") == "text"] if isinstance(m["content"], list)
+                           else m["content"] for m in row["messages"]] + [m.get("tool_calls") for m in row["messages"]])
+
+    def images(row):
+        return [p for m in row["messages"] if isinstance(m["content"], list) for p in m["content"]
+                if p.get("type") == "image"]
+
+    plain = sft_dataset(records, root, SFTRenderer(processor, schemas))[0]
+    assert "North" in texts(plain) and "<answer>41</answer>" in texts(plain)
+    relabelled = sft_dataset(records, root, SFTRenderer(processor, schemas), relabel=1.0, seed=0)
+    first, second = relabelled[0], relabelled[0]
+    assert "North" not in texts(first) and "<answer>41</answer>" not in texts(first)
+    assert texts(first) != texts(second)  # a fresh draw on each read
+    assert len(images(first)) == len(images(plain)) >= 1
+    assert [m["role"] for m in first["messages"]] == [m["role"] for m in plain["messages"]]

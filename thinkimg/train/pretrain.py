@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import Field
 
 from thinkimg.config import StrictModel
-from thinkimg.train.relabel import relabel_with_mapping
+from thinkimg.train.relabel import relabel_with_mapping, vocabulary_words
 
 
 class PretrainParams(StrictModel):
@@ -67,12 +67,6 @@ def _records(dataset: Path) -> list[tuple[list[dict[str, Any]], dict[str, Any]]]
 def corpus(processor: Any, dataset: Path) -> list[str]:
     """The ``sft`` split's trajectories as chat-template text without the tool block and the images."""
     return [processor.apply_chat_template(messages, tokenize=False) for messages, _ in _records(dataset)]
-
-
-def vocabulary_words(tokenizer: Any, min_length: int = 3) -> list[str]:
-    """Words the tokenizer holds whole: what made-up labels are made of, so that they cost as few tokens as real
-    ones."""
-    return sorted(t for t in tokenizer.get_vocab() if t.isalpha() and t.isascii() and len(t) >= min_length)
 
 
 def copy_mask(text: str, offsets: list[tuple[int, int]], strings: Any) -> list[int]:

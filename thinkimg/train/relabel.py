@@ -83,6 +83,12 @@ def _word(rng: random.Random, like: str, words: list[str] | None) -> str:
     return word.capitalize() if like[:1].isupper() else word.lower()
 
 
+def vocabulary_words(tokenizer: Any, min_length: int = 3) -> list[str]:
+    """Words the tokenizer holds whole: what made-up labels are made of, so that they cost as few tokens as real
+    ones."""
+    return sorted(t for t in tokenizer.get_vocab() if t.isalpha() and t.isascii() and len(t) >= min_length)
+
+
 def random_label(rng: random.Random, like: str, words: list[str] | None = None) -> str:
     """A made-up label shaped like ``like``: as many words (drawn from ``words``, else made of random letters),
     digits for digits, punctuation kept."""

@@ -8,11 +8,18 @@ truncated (that could cut an image span or the answer): longer ones than ``max_l
 
 Checkpoints go to ``<out>/checkpoint-<step>``; a run resumes from the last one (step count, optimizer, scheduler and
 data position restored); the final model and processor are saved into ``<out>`` for ``HFPolicy``.
+
+``relabel`` (default 0) reads that share of the trajectories with their copied labels and answers replaced by made-up
+ones (:mod:`thinkimg.train.relabel`), afresh on every read. Only the text changes: the images still show the old
+labels, so such a trajectory teaches copying from the question and the tool replies and contradicts what the chart
+shows. Meant for tiny models that cannot read the chart anyway and otherwise memorise the training labels; leave it
+at 0 for a real checkpoint.
 """
 
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +45,8 @@ class SFTParams(TrainParams):
     per_device_batch_size: int = Field(1, ge=1, le=1024)
     #: Longest training sequence in tokens (images expanded); longer trajectories are skipped, never truncated.
     max_length: int = Field(4096, ge=64)
+    #: Share of trajectories read relabelled (made-up labels in the text, not in the images); see the module doc.
+    relabel: float = Field(0.0, ge=0.0, le=1.0)
 
 
 def load_params(path: str | Path) -> SFTParams:
@@ -66,20 +75,31 @@ def fitting_records(params: SFTParams, renderer) -> tuple[list[dict[str, Any]], 
     return kept, len(records) - len(kept)
 
 
-def sft_dataset(records: list[dict[str, Any]], root: Path, renderer):
-    """A ``datasets.Dataset`` of the trajectories' JSON whose rows become ``messages`` (PIL images inside) on access.
+def sft_dataset(records: list[dict[str, Any]], root: Path, renderer, relabel: float = 0.0, seed: int = 0):
+    """A ``datasets.Dataset`` of the trajectories' JSON whose rows become ``messages`` (PIL images inside) on access,
+    a share ``relabel`` of them relabelled (a fresh draw on each access, from a generator seeded by ``seed``).
 
     ``images`` stays empty: every image is already inside the messages, and TRL fills images only into placeholders
     outside tool messages. The column marks the dataset as a vision dataset for ``SFTTrainer``."""
     from datasets import Dataset
 
     from thinkimg.data.dataset import load_conversation
+    from thinkimg.train.relabel import relabel_with_mapping, vocabulary_words
 
     dataset = Dataset.from_dict({"id": [r["id"] for r in records],
                                  "conversation": [r["conversation"] for r in records]})
+    rng = random.Random(seed)
+    words = vocabulary_words(renderer.processor.tokenizer) if relabel else []
+
+    def read(text: str) -> str:
+        if not relabel or rng.random() >= relabel:
+            return text
+        data = json.loads(text)
+        data["messages"] = relabel_with_mapping(data["messages"], data.get("meta", {}), rng, words)[0]
+        return json.dumps(data)
 
     def transform(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        conversations = [load_conversation(root, {"conversation": c}) for c in batch["conversation"]]
+        conversations = [load_conversation(root, {"conversation": read(c)}) for c in batch["conversation"]]
         return {"messages": [renderer.messages(c) for c in conversations], "images": [[] for _ in conversations]}
 
     dataset.set_transform(transform)
@@ -126,11 +146,13 @@ def train_sft(params: SFTParams, *, resume: bool = True, mlflow_run: bool = True
         checkpoint = prepare_out(params.out, resume)
         model = AutoModelForImageTextToText.from_pretrained(str(params.model), dtype=torch.float32)
         lora = lora_config(params.lora_r, params.lora_alpha, params.lora_dropout) if params.lora else None
-        trainer = SFTTrainer(model=model, args=config, train_dataset=sft_dataset(records, params.dataset, renderer),
-                             processing_class=processor, peft_config=lora)
+        dataset = sft_dataset(records, params.dataset, renderer, params.relabel, params.seed)
+        trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=processor,
+                             peft_config=lora)
         summary = run_training(
             trainer, params, checkpoint, active=active,
-            summary={"trajectories": len(records), "skipped_too_long": too_long, "resumed_from": checkpoint,
+            summary={"trajectories": len(records), "skipped_too_long": too_long, "relabel": params.relabel,
+                     "resumed_from": checkpoint,
                      "out": str(params.out)},
             log=("trajectories", "skipped_too_long"),
             save=lambda: save_final(trainer, processor, params.out, params.lora))
