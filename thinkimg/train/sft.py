@@ -77,7 +77,8 @@ def fitting_records(params: SFTParams, renderer) -> tuple[list[dict[str, Any]], 
 
 def sft_dataset(records: list[dict[str, Any]], root: Path, renderer, relabel: float = 0.0, seed: int = 0):
     """A ``datasets.Dataset`` of the trajectories' JSON whose rows become ``messages`` (PIL images inside) on access,
-    a share ``relabel`` of them relabelled (a fresh draw on each access, from a generator seeded by ``seed``).
+    a share ``relabel`` of them relabelled (a fresh draw on each access, from a generator seeded by ``seed``; a
+    resumed run draws anew, so its relabelling differs from an uninterrupted run's).
 
     ``images`` stays empty: every image is already inside the messages, and TRL fills images only into placeholders
     outside tool messages. The column marks the dataset as a vision dataset for ``SFTTrainer``."""
