@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import pipeline_env, update_params
-from thinkimg.pipeline import STAGES, EvalParams, PipelineError, evaluate_stage
+from thinkimg.pipeline import STAGES, EvalParams, PipelineError, evaluate_stage, results_for_model
 
 
 def _mlflow(repo: Path):
@@ -188,3 +188,27 @@ def test_eval_params_errors_name_the_field(tmp_path):
     path.write_text(yaml.safe_dump({"eval": {"n": -1}}))
     with pytest.raises(ConfigError, match=r"params.yaml \[eval\]: n"):
         load_yaml(path, EvalParams, section="eval")
+
+
+def test_evaluation_files_of_other_weights_are_discarded_and_the_same_weights_resume(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights v1")
+    out = tmp_path / "eval" / "sft.jsonl"
+
+    def write_results():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for name in ("sft.jsonl", "sft.notools.jsonl", "sft.summary.json"):
+            (out.parent / name).write_text('{"id": "q1"}\n')
+        (out.parent / "images" / "sft").mkdir(parents=True, exist_ok=True)
+
+    write_results()  # left by a run that did not say which weights it evaluated
+    assert results_for_model(out, model) is True
+    assert not out.exists() and not (out.parent / "sft.notools.jsonl").exists()
+    assert not (out.parent / "images" / "sft").exists()
+    write_results()
+    assert results_for_model(out, model) is False and out.read_text() == '{"id": "q1"}\n'  # resumed
+    (model / "model.safetensors").write_bytes(b"weights v2")  # retrained
+    assert results_for_model(out, model) is True and not out.exists()
+    assert json.loads((out.parent / "sft.model.json").read_text())["model"] == str(model)

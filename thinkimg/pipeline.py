@@ -9,6 +9,7 @@ stages that call tools and always stops it, and runs ``dvc repro`` (DVC decides 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -119,10 +120,48 @@ KEYS = ("n", "accuracy", "accuracy_without_tools", "valid_format_rate", "valid_c
         "tool_failure_rate")
 
 
+def model_fingerprint(folder: Path) -> str:
+    """sha256 over a model folder's ``config.json`` and weight files (names and bytes)."""
+    digest = hashlib.sha256()
+    files = sorted([*folder.glob("*.safetensors"), *folder.glob("*.bin")]) + [folder / "config.json"]
+    for path in files:
+        digest.update(path.name.encode())
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def results_for_model(output: Path, folder: Path) -> bool:
+    """Tie the evaluation files at ``output`` to the model in ``folder``: when they were written for other weights
+    (or nothing says for which), remove them so the model is evaluated afresh; the same model's resume as usual.
+    Returns True when old results were removed."""
+    import shutil
+
+    from thinkimg.eval.evaluator import paths_for
+
+    stamp = output.with_name(output.name.removesuffix(".jsonl") + ".model.json")
+    fingerprint = model_fingerprint(folder)
+    files = paths_for(output)
+    same = stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8")).get("fingerprint") == fingerprint
+    stale = not same and any(path.exists() for path in files.values())
+    if not same:
+        for path in files.values():
+            path.unlink(missing_ok=True)
+        for stem in (files["results"].stem, files["notools"].stem):
+            shutil.rmtree(output.parent / "images" / stem, ignore_errors=True)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps({"model": str(folder), "fingerprint": fingerprint}) + "\n", encoding="utf-8")
+    if stale:
+        print(f"{output}: results of other weights than {folder}'s; evaluating afresh", file=sys.stderr)
+    return stale
+
+
 def evaluate_stage(params_file: str | Path, *, mlflow: bool = True) -> dict[str, Any]:
     """The ``evaluate`` stage: each model of ``eval.models`` on the held-out split, with tools and without; the
     table written to ``eval.metrics`` / ``eval.table``; the candidate registered as ``pipeline.registered_model``
-    and given ``pipeline.alias`` when its accuracy beats the current holder's. Returns the metrics."""
+    and given ``pipeline.alias`` when its accuracy beats the current holder's. Results left by other weights are
+    discarded (:func:`results_for_model`); a killed run of the same models resumes. Returns the metrics."""
     from thinkimg.agent.policies.hf import HFPolicy
     from thinkimg.eval.evaluator import evaluate
     from thinkimg.eval.tasks import load_task
@@ -144,6 +183,7 @@ def evaluate_stage(params_file: str | Path, *, mlflow: bool = True) -> dict[str,
     with run as active, connect(tools_config=cfg.tools_config) as client:
         for name, folder in cfg.models.items():
             start = time.perf_counter()
+            results_for_model(cfg.out / f"{name}.jsonl", folder)
             policy = HFPolicy(str(folder), max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
                               device=cfg.device)
             summary = evaluate(policy, rows, output=cfg.out / f"{name}.jsonl", client=client,
