@@ -148,8 +148,8 @@ def results_for_model(output: Path, folder: Path) -> bool:
     if not same:
         for path in files.values():
             path.unlink(missing_ok=True)
-        for stem in (files["results"].stem, files["notools"].stem):
-            shutil.rmtree(output.parent / "images" / stem, ignore_errors=True)
+        for path in (files["results"], files["notools"]):  # the evaluator's image folders: images/<file stem>
+            shutil.rmtree(output.parent / "images" / path.name.removesuffix(".jsonl"), ignore_errors=True)
         output.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text(json.dumps({"model": str(folder), "fingerprint": fingerprint}) + "\n", encoding="utf-8")
     if stale:

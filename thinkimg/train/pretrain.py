@@ -8,8 +8,8 @@ template *without* the tool block and without the image spans (question, calls, 
 the loss, packed into fixed-length chunks. A share ``relabel`` of them is relabelled afresh each time it is read
 (:mod:`thinkimg.train.relabel`: the labels and answers it copies replaced by made-up ones), so that copying is the
 only way to predict them. Copies are a few tokens in hundreds, so their gradient drowns in the rest; ``copy_weight``
-adds that much loss weight to each token that repeats a made-up string (every occurrence after its first). Only training-split text is used; the eval split's charts come from held-out tables and
-themes.
+adds that much loss weight to each token that repeats a made-up string (every occurrence after its first). Only
+training-split text is used; the eval split's charts come from held-out tables and themes.
 """
 
 from __future__ import annotations

@@ -85,7 +85,8 @@ def sft_dataset(records: list[dict[str, Any]], root: Path, renderer, relabel: fl
     from datasets import Dataset
 
     from thinkimg.data.dataset import load_conversation
-    from thinkimg.train.relabel import relabel_with_mapping, vocabulary_words
+    from thinkimg.train.relabel import relabel as relabel_messages
+    from thinkimg.train.relabel import vocabulary_words
 
     dataset = Dataset.from_dict({"id": [r["id"] for r in records],
                                  "conversation": [r["conversation"] for r in records]})
@@ -96,7 +97,7 @@ def sft_dataset(records: list[dict[str, Any]], root: Path, renderer, relabel: fl
         if not relabel or rng.random() >= relabel:
             return text
         data = json.loads(text)
-        data["messages"] = relabel_with_mapping(data["messages"], data.get("meta", {}), rng, words)[0]
+        data["messages"] = relabel_messages(data["messages"], data.get("meta", {}), rng, words)
         return json.dumps(data)
 
     def transform(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -153,8 +154,7 @@ def train_sft(params: SFTParams, *, resume: bool = True, mlflow_run: bool = True
         summary = run_training(
             trainer, params, checkpoint, active=active,
             summary={"trajectories": len(records), "skipped_too_long": too_long, "relabel": params.relabel,
-                     "resumed_from": checkpoint,
-                     "out": str(params.out)},
+                     "resumed_from": checkpoint, "out": str(params.out)},
             log=("trajectories", "skipped_too_long"),
             save=lambda: save_final(trainer, processor, params.out, params.lora))
     return summary

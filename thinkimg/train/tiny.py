@@ -49,20 +49,19 @@ def _corpus(seed: int, template: str, texts: list[str] | tuple[str, ...] = ()) -
     corpus = [(stdlib / name).read_text(encoding="utf-8", errors="replace") for name in _STDLIB_FILES
               if (stdlib / name).is_file()]
     corpus.extend(texts)
-    texts = corpus
     rng = random.Random(seed)
     words = ["Sales", "Revenue", "Costs", "Profit", "Year", "Share", "Percent", "Total", "Million", "USD", "bar",
              "line", "chart", "value", "label", "axis", "title", "legend", "highest", "lowest", "difference",
              "What", "Which", "How", "many", "is", "the", "of", "in", "between", "image", "answer", "tool"]
     for _ in range(3000):
         a, b = rng.sample(words, 2)
-        texts.append(f"{a} {b} {rng.randint(0, 2030)}: {rng.uniform(0, 100):.1f}%, ({rng.randint(0, 999)}, "
+        corpus.append(f"{a} {b} {rng.randint(0, 2030)}: {rng.uniform(0, 100):.1f}%, ({rng.randint(0, 999)}, "
                      f"{rng.randint(0, 999)}) <answer>{rng.randint(0, 500)}</answer>")
-    texts.append(template)
-    texts.append('<tool_call>\n{"name": "OCR", "arguments": {"image": "img_0"}}\n</tool_call>')
+    corpus.append(template)
+    corpus.append('<tool_call>\n{"name": "OCR", "arguments": {"image": "img_0"}}\n</tool_call>')
     # The tool block every prompt carries (~5 kB of JSON schema): merges learnt on it shorten every sequence by ~30 %.
-    texts.extend([_tool_block_text()] * 20)
-    return texts
+    corpus.extend([_tool_block_text()] * 20)
+    return corpus
 
 
 def _tool_block_text() -> str:
