@@ -297,22 +297,17 @@ def _numeric(line: TextLine) -> bool:
 
 
 def find_role(role: str, lines: list[TextLine], width: int, height: int) -> list[TextLine]:
-    """The line that plays ``role`` by layout. Title: in the top quarter, not a number, set larger than the
-    typical line (else the topmost line of two or more words). Y-axis title: the leftmost vertical line. X-axis
-    title: the lowest text line of the bottom quarter that stands alone in its row (tick labels come in rows)."""
+    """The line that plays ``role`` by layout. Title: the topmost line of two or more words in the top quarter
+    (else its topmost line that is not a number), with the lines of its block (:func:`title_block`). OCR boxes are
+    no measure of type size (ascenders and descenders change a box's height by a third), so size is not used.
+    Y-axis title: the leftmost vertical line. X-axis title: the lowest text line of the bottom quarter that stands
+    alone in its row (tick labels come in rows)."""
     horizontal = [ln for ln in lines if not _is_vertical(ln)]
     if role == "title":
-        heights = [ln.box[3] - ln.box[1] for ln in horizontal if ln.box[2] - ln.box[0] >= ln.box[3] - ln.box[1]]
-        typical = float(np.median(heights)) if heights else 0.0
         top = [ln for ln in horizontal if ln.center[1] < height * 0.25 and not _numeric(ln)]
-        large = [ln for ln in top if ln.box[3] - ln.box[1] >= 1.1 * typical]
-        if large:
-            # The largest type; of a title set over several lines, its first line and the lines set under it.
-            tallest = max(ln.box[3] - ln.box[1] for ln in large)
-            first = min((ln for ln in large if ln.box[3] - ln.box[1] >= 0.75 * tallest), key=lambda ln: ln.box[1])
-            return [title_block(first, horizontal)]
         wordy = [ln for ln in top if len(normalize(ln.text).split()) >= 2]
-        return [title_block(min(wordy, key=lambda ln: ln.box[1]), horizontal)] if wordy else []
+        first = min(wordy or top, key=lambda ln: ln.box[1], default=None)
+        return [title_block(first, horizontal)] if first is not None else []
     if role == "y axis title":
         vertical = [ln for ln in lines if _is_vertical(ln) and ln.center[0] < width * 0.5]
         return [min(vertical, key=lambda ln: ln.box[0])] if vertical else []
@@ -328,28 +323,89 @@ def _aligned(a: Box, b: Box, tolerance: float) -> bool:
             or abs(a[2] - b[2]) <= tolerance)
 
 
+def _join(parts: list[TextLine]) -> TextLine:
+    """Lines as one: texts joined by spaces in the given order, boxes united, the lowest confidence."""
+    box = (min(ln.box[0] for ln in parts), min(ln.box[1] for ln in parts), max(ln.box[2] for ln in parts),
+           max(ln.box[3] for ln in parts))
+    return TextLine(" ".join(" ".join(ln.text.split()) for ln in parts), box, min(ln.confidence for ln in parts))
+
+
+def _row_pieces(line: TextLine, lines: list[TextLine]) -> tuple[list[TextLine], bool]:
+    """``line`` and the lines continuing it in its row (height within 35 %, at most half a line height apart: one
+    line of text the OCR cut in two), left to right; and whether the row is shared: by a line within three line
+    heights, or, for a number, by anything (value labels and ticks stand in rows with other text)."""
+    height = line.box[3] - line.box[1]
+    row = [o for o in lines if abs(o.center[1] - line.center[1]) <= max(2.0, height / 2)]
+    row.sort(key=lambda o: o.box[0])
+    i = row.index(line)
+    lo = hi = i
+
+    def touches(a: TextLine, b: TextLine) -> bool:
+        return (abs((b.box[3] - b.box[1]) - height) <= 0.35 * height
+                and -0.5 * height <= b.box[0] - a.box[2] <= 0.5 * height)
+
+    while lo > 0 and touches(row[lo - 1], row[lo]):
+        lo -= 1
+    while hi < len(row) - 1 and touches(row[hi], row[hi + 1]):
+        hi += 1
+    pieces = row[lo:hi + 1]
+    x0, x1 = pieces[0].box[0], pieces[-1].box[2]
+    numeric = _numeric(_join(pieces))
+    others = [o for o in row[:lo] + row[hi + 1:]
+              if numeric or o.box[0] - x1 <= 3 * height and x0 - o.box[2] <= 3 * height]
+    return pieces, bool(others)
+
+
+def _heads_number_column(line: TextLine, lines: list[TextLine]) -> bool:
+    """True when a number stands under ``line`` within four line heights, flush right with it (axis ticks)."""
+    height = line.box[3] - line.box[1]
+    return any(o is not line and _numeric(o) and 0 < o.box[1] - line.box[1] <= 4 * height
+               and abs(o.box[2] - line.box[2]) <= 0.4 * height for o in lines)
+
+
+def _smaller_type(line: TextLine, other: TextLine) -> bool:
+    """True when ``line`` is set in clearly smaller type than ``other``: under 80 % of its width per character (both
+    ten characters or more; shorter texts say little about type size)."""
+    if min(len(line.text), len(other.text)) < 10:
+        return False
+    per_char = (line.box[2] - line.box[0]) / len(line.text)
+    return per_char < 0.8 * (other.box[2] - other.box[0]) / len(other.text)
+
+
 def title_block(first: TextLine, lines: list[TextLine]) -> TextLine:
     """``first`` and the lines set directly above and under it in about the same type and aligned with it (a title
-    broken over several lines), as one line: their texts joined by spaces, their boxes united."""
-    block = [first]
+    broken over several lines), as one line: their texts joined by spaces, their boxes united; a row the OCR cut in
+    two is joined first (:func:`_row_pieces`). A line continues the block when it is near (vertical gap -35 % to
+    45 % of a line height), in about the same type (box height within 45 %: OCR boxes of one font differ by a third
+    with and without descenders; and, for lines of ten characters or more, at least 80 % of the width per
+    character: a subtitle in smaller type is narrower), centred or flush left or right with the line it continues (within 40 % of a line
+    height), alone in its row, and, if a number, not the head of a column of numbers. A legend entry, a tick or a
+    value label next to a title fails one of these."""
     height = first.box[3] - first.box[1]
+    pieces, _ = _row_pieces(first, lines)
+    used = {id(ln) for ln in pieces}
+    block = [_join(pieces)]
 
-    def near(line: TextLine, upper: Box, lower: Box) -> bool:
-        return (line not in block and -0.35 * height <= lower[1] - upper[3] <= 0.45 * height
-                and abs((line.box[3] - line.box[1]) - height) <= 0.12 * height and _aligned(line.box, first.box, height))
+    def continuation(edge: TextLine, below: bool) -> tuple[list[TextLine], TextLine] | None:
+        def near(line: TextLine) -> bool:
+            upper, lower = (edge.box, line.box) if below else (line.box, edge.box)
+            return (id(line) not in used and -0.35 * height <= lower[1] - upper[3] <= 0.45 * height
+                    and abs((line.box[3] - line.box[1]) - height) <= 0.45 * height)
 
-    for step in (-1, 1):
-        while True:
-            edge = block[0] if step < 0 else block[-1]
-            found = [ln for ln in lines if (near(ln, ln.box, edge.box) if step < 0 else near(ln, edge.box, ln.box))]
-            if not found:
-                break
-            nearest = min(found, key=lambda ln: abs(ln.center[1] - edge.center[1]))
-            block.insert(0, nearest) if step < 0 else block.append(nearest)
-    if len(block) == 1:
-        return first
-    box = (min(ln.box[0] for ln in block), block[0].box[1], max(ln.box[2] for ln in block), block[-1].box[3])
-    return TextLine(" ".join(" ".join(ln.text.split()) for ln in block), box, min(ln.confidence for ln in block))
+        for line in sorted(filter(near, lines), key=lambda ln: abs(ln.center[1] - edge.center[1])):
+            row, crowded = _row_pieces(line, lines)
+            joined = _join(row)
+            if (not crowded and _aligned(joined.box, edge.box, 0.4 * height) and not _smaller_type(joined, edge)
+                    and not (_numeric(joined) and _heads_number_column(joined, lines))):
+                return row, joined
+        return None
+
+    for below in (False, True):
+        while (found := continuation(block[-1] if below else block[0], below)) is not None:
+            row, joined = found
+            used |= {id(ln) for ln in row}
+            block.insert(len(block) if below else 0, joined)
+    return block[0] if len(block) == 1 else _join(block)
 
 
 # --------------------------------------------------------------------------------------------------------------
