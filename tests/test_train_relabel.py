@@ -10,7 +10,9 @@ import re
 import subprocess
 import sys
 
-from thinkimg.train.relabel import copied_strings, random_label, random_number, relabel
+import pytest
+
+from thinkimg.train.relabel import PieceWords, copied_strings, random_label, random_number, relabel
 
 
 def _conversation(question, calls, outputs, answer):
@@ -94,3 +96,42 @@ def test_relabelling_depends_on_the_seed_only_not_on_string_hashing():
     outputs = {subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": seed},
                               capture_output=True, text=True, check=True).stdout for seed in ("1", "2", "3")}
     assert len(outputs) == 1 and len(json.loads(outputs.pop())) == 5
+
+
+@pytest.fixture(scope="module")
+def tiny_tokenizer():
+    from thinkimg.train.tiny import build_tokenizer
+
+    return build_tokenizer(0)
+
+
+def test_piece_words_cost_as_many_tokens_as_the_words_they_replace(tiny_tokenizer):
+    """Real label words split into several pieces; made-up ones must too, or the warm start teaches one-token
+    copying only (measured: such a model copied 9/22 one-piece made-up labels, 2/22 multi-piece ones)."""
+    words = PieceWords(tiny_tokenizer)
+    rng = random.Random(0)
+    likes = ["Luxembourg", "Satisfaction", "Nepal", "the", "Kazakhstan", "Oct", "Democratic"]
+    counts = [len(tiny_tokenizer.tokenize(w)) for w in likes]
+    assert max(counts) >= 3 and min(counts) == 1  # the case is real: this tokenizer splits label words
+    for like, count in zip(likes, counts):
+        for _ in range(5):
+            made = words(rng, like)
+            assert made != like and made.isalpha()
+            assert len(tiny_tokenizer.tokenize(made)) == count, (like, made)
+            assert made[0].isupper() == like[0].isupper()
+    assert words(random.Random(3), "Luxembourg") == words(random.Random(3), "Luxembourg")
+
+
+def test_relabel_with_piece_words_keeps_each_labels_token_count(tiny_tokenizer):
+    plan = {"points": {"Satisfaction rate": "the value label of Satisfaction rate"},
+            "op": {"name": "lookup", "key": "Satisfaction rate"}}
+    messages = _conversation(
+        "What is the value of Satisfaction rate?",
+        [("Point", {"image": "img_0", "description": "the value label of Satisfaction rate"})],
+        ['Point: (120, 40) — "31", the value label of the bar for "Satisfaction rate"'], "31")
+    new = relabel(messages, {"plan": plan, "answer": "31"}, random.Random(2), PieceWords(tiny_tokenizer))
+    question = new[0]["content"][1]["text"]
+    made = question.removeprefix("What is the value of ").removesuffix("?")
+    assert made != "Satisfaction rate" and "Satisfaction" not in _text(new)
+    assert new[1]["tool_calls"][0]["function"]["arguments"]["description"] == f"the value label of {made}"
+    assert len(tiny_tokenizer.tokenize(made)) == len(tiny_tokenizer.tokenize("Satisfaction rate"))

@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import Field
 
 from thinkimg.config import StrictModel
-from thinkimg.train.relabel import relabel_with_mapping, vocabulary_words
+from thinkimg.train.relabel import PieceWords, relabel_with_mapping
 
 
 class PretrainParams(StrictModel):
@@ -97,7 +97,7 @@ class TokenStream:
         self.relabel = relabel
         self.rng = random.Random(seed)
         self.eos = processor.tokenizer.convert_tokens_to_ids("<|endoftext|>")
-        self.words = vocabulary_words(processor.tokenizer)
+        self.words = PieceWords(processor.tokenizer)
         self.fixed = [self._ids(m) for m, _ in self.records] if relabel < 1 else []
         self.buffer: list[int] = []
         self.mask: list[int] = []

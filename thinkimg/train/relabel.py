@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from typing import Any
+from typing import Any, Callable, Optional
 
 from thinkimg.data.experts import POINT_QUOTE
 
@@ -26,6 +26,9 @@ _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _VOWELS = "aeiou"
 #: Plan keys that are placeholders, not labels.
 _PLACEHOLDERS = {"bar", "title"}
+#: What made-up words are made of: a maker ``(rng, the word it replaces) -> word`` (e.g. :class:`PieceWords`), or
+#: None (random letters).
+Words = Optional[Callable[[random.Random, str], str]]
 
 
 def _plan_labels(plan: dict[str, Any]) -> set[str]:
@@ -71,26 +74,44 @@ def copied_strings(messages: list[dict[str, Any]], meta: dict[str, Any]) -> tupl
     return labels, numbers
 
 
-def _word(rng: random.Random, like: str, words: list[str] | None) -> str:
-    cased = [w for w in words or () if w[0].isupper() == like[:1].isupper()]
-    if cased:
-        return rng.choice(cased)
-    if words:
-        word = rng.choice(words)
-    else:
-        n = max(2, min(12, len(like) + rng.randint(-2, 2)))
-        word = "".join(rng.choice(_VOWELS if i % 2 else _LETTERS) for i in range(n))
+def _word(rng: random.Random, like: str, words: Words) -> str:
+    if words is not None:
+        return words(rng, like)
+    n = max(2, min(12, len(like) + rng.randint(-2, 2)))
+    word = "".join(rng.choice(_VOWELS if i % 2 else _LETTERS) for i in range(n))
     return word.capitalize() if like[:1].isupper() else word.lower()
 
 
-def vocabulary_words(tokenizer: Any, min_length: int = 3) -> list[str]:
-    """Words the tokenizer holds whole: what made-up labels are made of, so that they cost as few tokens as real
-    ones."""
-    return sorted(t for t in tokenizer.get_vocab() if t.isalpha() and t.isascii() and len(t) >= min_length)
+class PieceWords:
+    """Made-up words for :func:`relabel` built from ``tokenizer``'s word pieces, each exactly as many tokens as the
+    word it replaces: copying a made-up label then takes as many tokens as copying the real one (real label words
+    mostly split into several pieces; one-piece made-up words taught a model to copy one token, not a label)."""
+
+    def __init__(self, tokenizer: Any, tries: int = 50):
+        self.tokenizer = tokenizer
+        self.tries = tries
+        words = [t for t in tokenizer.get_vocab() if t.isascii() and t.isalpha() and len(t) >= 2]
+        self.lower = sorted(t for t in words if t.islower())
+        self.upper = sorted(t for t in words if t[0].isupper() and t[1:].islower())
+        if not self.lower or not self.upper:
+            raise ValueError("the tokenizer has no word pieces to make labels of")
+
+    def __call__(self, rng: random.Random, like: str) -> str:
+        count = len(self.tokenizer.tokenize(like))
+        best, miss = like, None
+        for _ in range(self.tries):  # rejection: concatenated pieces can re-tokenize into more (or fewer) pieces
+            head = rng.choice(self.upper if like[:1].isupper() else self.lower)
+            word = head + "".join(rng.choice(self.lower) for _ in range(count - 1))
+            off = abs(len(self.tokenizer.tokenize(word)) - count)
+            if miss is None or off < miss:
+                best, miss = word, off
+            if not off:
+                break
+        return best
 
 
-def random_label(rng: random.Random, like: str, words: list[str] | None = None) -> str:
-    """A made-up label shaped like ``like``: as many words (drawn from ``words``, else made of random letters),
+def random_label(rng: random.Random, like: str, words: Words = None) -> str:
+    """A made-up label shaped like ``like``: as many words (from ``words``, see :data:`Words`),
     digits for digits, punctuation kept."""
     parts = re.split(r"(\W+)", like)
     out = []
@@ -114,15 +135,15 @@ def random_number(rng: random.Random, like: str) -> str:
 
 
 def relabel(messages: list[dict[str, Any]], meta: dict[str, Any], rng: random.Random,
-            words: list[str] | None = None) -> list[dict[str, Any]]:
+            words: Words = None) -> list[dict[str, Any]]:
     """A copy of ``messages`` with each copied string (:func:`copied_strings`) replaced by a random one, the same
-    everywhere: message texts, tool-call arguments, tool outputs. ``words``: the words made-up labels are made of
-    (default: random letters)."""
+    everywhere: message texts, tool-call arguments, tool outputs. ``words``: what made-up labels are made of
+    (:data:`Words`; default random letters)."""
     return relabel_with_mapping(messages, meta, rng, words)[0]
 
 
 def relabel_with_mapping(messages: list[dict[str, Any]], meta: dict[str, Any], rng: random.Random,
-                         words: list[str] | None = None) -> tuple[list[dict[str, Any]], dict[str, str]]:
+                         words: Words = None) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """:func:`relabel`, and the replacements it made (old string -> made-up one)."""
     labels, numbers = copied_strings(messages, meta)
     mapping = {s: random_label(rng, s, words) for s in sorted(labels)}

@@ -86,12 +86,12 @@ def sft_dataset(records: list[dict[str, Any]], root: Path, renderer, relabel: fl
 
     from thinkimg.data.dataset import load_conversation
     from thinkimg.train.relabel import relabel as relabel_messages
-    from thinkimg.train.relabel import vocabulary_words
+    from thinkimg.train.relabel import PieceWords
 
     dataset = Dataset.from_dict({"id": [r["id"] for r in records],
                                  "conversation": [r["conversation"] for r in records]})
     rng = random.Random(seed)
-    words = vocabulary_words(renderer.processor.tokenizer) if relabel else []
+    words = PieceWords(renderer.processor.tokenizer) if relabel else None
 
     def read(text: str) -> str:
         if not relabel or rng.random() >= relabel:
