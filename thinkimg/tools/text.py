@@ -285,10 +285,15 @@ def _is_vertical(line: TextLine) -> bool:
     return (y1 - y0) > 1.5 * (x1 - x0) and len(line.text) >= 3
 
 
-def _rows(lines: list[TextLine], line: TextLine) -> int:
-    """How many other lines share ``line``'s row (vertical centres within half a line height)."""
+def _row(lines: list[TextLine], line: TextLine) -> list[TextLine]:
+    """The lines in ``line``'s row, itself included (vertical centres within half a line height)."""
     half = max(2.0, (line.box[3] - line.box[1]) / 2)
-    return sum(1 for o in lines if o is not line and abs(o.center[1] - line.center[1]) <= half)
+    return [o for o in lines if abs(o.center[1] - line.center[1]) <= half]
+
+
+def _rows(lines: list[TextLine], line: TextLine) -> int:
+    """How many other lines share ``line``'s row."""
+    return sum(1 for o in _row(lines, line) if o is not line)
 
 
 def _numeric(line: TextLine) -> bool:
@@ -335,8 +340,7 @@ def _row_pieces(line: TextLine, lines: list[TextLine]) -> tuple[list[TextLine], 
     line of text the OCR cut in two), left to right; and whether the row is shared: by a line within three line
     heights, or, for a number, by anything (value labels and ticks stand in rows with other text)."""
     height = line.box[3] - line.box[1]
-    row = [o for o in lines if abs(o.center[1] - line.center[1]) <= max(2.0, height / 2)]
-    row.sort(key=lambda o: o.box[0])
+    row = sorted(_row(lines, line), key=lambda o: o.box[0])
     i = row.index(line)
     lo = hi = i
 
@@ -350,7 +354,7 @@ def _row_pieces(line: TextLine, lines: list[TextLine]) -> tuple[list[TextLine], 
         hi += 1
     pieces = row[lo:hi + 1]
     x0, x1 = pieces[0].box[0], pieces[-1].box[2]
-    numeric = _numeric(_join(pieces))
+    numeric = all(map(_numeric, pieces))
     others = [o for o in row[:lo] + row[hi + 1:]
               if numeric or o.box[0] - x1 <= 3 * height and x0 - o.box[2] <= 3 * height]
     return pieces, bool(others)
@@ -378,9 +382,9 @@ def title_block(first: TextLine, lines: list[TextLine]) -> TextLine:
     two is joined first (:func:`_row_pieces`). A line continues the block when it is near (vertical gap -35 % to
     45 % of a line height), in about the same type (box height within 45 %: OCR boxes of one font differ by a third
     with and without descenders; and, for lines of ten characters or more, at least 80 % of the width per
-    character: a subtitle in smaller type is narrower), centred or flush left or right with the line it continues (within 40 % of a line
-    height), alone in its row, and, if a number, not the head of a column of numbers. A legend entry, a tick or a
-    value label next to a title fails one of these."""
+    character: a subtitle in smaller type is narrower), centred or flush left or right with the line it continues
+    (within 40 % of a line height), alone in its row, and, if a number, not the head of a column of numbers. A
+    legend entry, a tick or a value label next to a title fails one of these."""
     height = first.box[3] - first.box[1]
     pieces, _ = _row_pieces(first, lines)
     used = {id(ln) for ln in pieces}
