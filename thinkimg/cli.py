@@ -346,6 +346,27 @@ def train_grpo_command(
     _train(run, metrics, curve)
 
 
+@train_app.command("copy-probe")
+def train_copy_probe(
+    model: Path = typer.Option(..., help="Model folder (a base, SFT or GRPO model)."),
+    dataset: Path = typer.Option(..., help="Dataset folder; its sft split is probed."),
+    n: int = typer.Option(80, min=1, help="Trajectories probed."),
+    seed: int = typer.Option(7, help="Fixes the sample and the made-up words."),
+    words: str = typer.Option("pieces", help="Made-up words: pieces (the tokenizer's word pieces) or letters."),
+    output: Optional[Path] = typer.Option(None, help="Also write the result as JSON here."),
+) -> None:
+    """Teacher-forced copying on relabelled training trajectories: labels and numbers copied whole, copied tokens."""
+    from thinkimg.train.copy_probe import copy_probe
+
+    if words not in ("pieces", "letters"):
+        _fail(f"--words: {words!r} is not one of pieces, letters")
+
+    def run() -> dict:
+        return copy_probe(model, dataset, n=n, seed=seed, words=words)
+
+    _train(run, output)
+
+
 @app.command("eval")
 def eval_command(
     model: Optional[str] = typer.Option(None, help="Policy: hf | vllm | openai | scripted."),

@@ -54,7 +54,8 @@ def _text_only(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _records(dataset: Path) -> list[tuple[list[dict[str, Any]], dict[str, Any]]]:
+def text_records(dataset: Path) -> list[tuple[list[dict[str, Any]], dict[str, Any]]]:
+    """The ``sft`` split's trajectories as (messages without image parts, meta)."""
     from thinkimg.data.dataset import read_split
 
     out = []
@@ -66,7 +67,7 @@ def _records(dataset: Path) -> list[tuple[list[dict[str, Any]], dict[str, Any]]]
 
 def corpus(processor: Any, dataset: Path) -> list[str]:
     """The ``sft`` split's trajectories as chat-template text without the tool block and the images."""
-    return [processor.apply_chat_template(messages, tokenize=False) for messages, _ in _records(dataset)]
+    return [processor.apply_chat_template(messages, tokenize=False) for messages, _ in text_records(dataset)]
 
 
 def copy_mask(text: str, offsets: list[tuple[int, int]], strings: Any) -> list[int]:
@@ -92,7 +93,7 @@ class TokenStream:
 
     def __init__(self, processor: Any, dataset: Path, seq_len: int, relabel: float, seed: int):
         self.processor = processor
-        self.records = _records(dataset)
+        self.records = text_records(dataset)
         self.seq_len = seq_len
         self.relabel = relabel
         self.rng = random.Random(seed)
