@@ -314,6 +314,19 @@ def test_params_errors_name_the_file_and_field(tmp_path):
     assert repo.sft_trajectories > 0 and repo.rl_questions > 0 and repo.eval_questions > 0
 
 
+def test_missing_source_tables_fail_before_any_worker_starts_and_block_nothing(tmp_path):
+    from thinkimg.data.sources import SourceError
+
+    out = tmp_path / "charts"
+    out.mkdir()
+    (out / ".parts").mkdir()  # an earlier run that saved no chunk
+    with pytest.raises(SourceError, match=r"sources.yaml"):
+        curate(small_params(out, data_dir=tmp_path / "no-data", workers=2), progress=False)
+    (out / ".parts" / "fingerprint").write_text("other")  # ... under other params: nothing saved, nothing to lose
+    card = curate(small_params(out, sft_trajectories=2, rl_questions=4, eval_questions=4), progress=False)
+    assert card["counts"]["sft"]["records"] >= 2
+
+
 def test_read_split_names_the_file_line_and_field(dataset, tmp_path):
     out, _ = dataset
     broken = tmp_path / "broken"

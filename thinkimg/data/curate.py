@@ -322,6 +322,7 @@ def curate(params: DataParams, *, force: bool = False, progress: bool = True) ->
     """Produce the dataset ``params`` describe (resuming an interrupted run); returns the dataset card."""
     start = time.perf_counter()
     root = params.out
+    _Tables(params.data_dir, params.source_fraction)  # bad source tables fail here, not inside a worker process
     sha = data_hash(params.data_dir)
     fingerprint = _fingerprint(params, sha)
     parts = root / ".parts"
@@ -332,7 +333,8 @@ def curate(params: DataParams, *, force: bool = False, progress: bool = True) ->
             return card
     stamp = parts / "fingerprint"
     if root.exists() and (force or not stamp.is_file() or stamp.read_text() != fingerprint):
-        if not force and any(root.iterdir()):
+        saved = [p for p in root.iterdir() if p != parts] + list(parts.glob("*.json"))
+        if not force and saved:
             raise CurateError(f"{root} holds a dataset made with other parameters or data; pass --force to replace "
                               "it, or choose another data.out")
         shutil.rmtree(root)
