@@ -131,3 +131,91 @@ def test_warm_start_with_copy_weight_trains_and_records_it(tmp_path, planned_dat
                                                  learning_rate=3e-3, relabel=1.0, copy_weight=10.0))
     stats = prepare_base_model(params)["pretrain"]
     assert stats["copy_weight"] == 10.0 and stats["loss_last"] < stats["loss_first"], stats
+
+
+def _tiny_params(out, dataset, **pretrain) -> ModelParams:
+    values = dict(steps=8, dataset=dataset, seq_len=64, batch_size=2, learning_rate=3e-3, relabel=0.5,
+                  copy_weight=5.0, save_steps=4)
+    values.update(pretrain)
+    return ModelParams(out=out, tiny={"hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1},
+                       pretrain=PretrainParams(**values))
+
+
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def torch_equal(x, y) -> bool:
+    import torch
+
+    return bool(torch.equal(x, y))
+
+
+def test_interrupted_warm_start_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, dataset, monkeypatch):
+    straight = _tiny_params(tmp_path / "straight", dataset)
+    prepare_base_model(straight)
+    assert not (straight.out / "pretrain-checkpoint").exists()  # removed once the warm start finished
+
+    crashing = _tiny_params(tmp_path / "crashed", dataset)
+    real, calls = TokenStream.chunk_with_mask, {"n": 0}
+
+    def crash_in_step_seven(self):
+        calls["n"] += 1
+        if calls["n"] > 12:  # batch_size 2: steps 1-6 read 12 chunks
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(TokenStream, "chunk_with_mask", crash_in_step_seven)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_base_model(crashing)
+    monkeypatch.setattr(TokenStream, "chunk_with_mask", real)
+    assert (crashing.out / "pretrain-checkpoint" / "state.pt").is_file()
+
+    stats = prepare_base_model(crashing)["pretrain"]
+    assert stats["resumed_from"] == 4 and stats["steps"] == 8
+    a, b = _weights(straight.out), _weights(crashing.out)
+    assert a.keys() == b.keys() and all(torch_equal(a[k], b[k]) for k in a)
+    assert not (crashing.out / "pretrain-checkpoint").exists()
+
+
+def test_resume_refuses_other_params_and_fresh_starts_over(tmp_path, dataset, monkeypatch):
+    params = _tiny_params(tmp_path / "m", dataset)
+    real = TokenStream.chunk_with_mask
+    calls = {"n": 0}
+
+    def crash_after_step_five(self):
+        calls["n"] += 1
+        if calls["n"] > 10:
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(TokenStream, "chunk_with_mask", crash_after_step_five)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_base_model(params)
+    monkeypatch.setattr(TokenStream, "chunk_with_mask", real)
+
+    other = _tiny_params(tmp_path / "m", dataset, learning_rate=1e-3)
+    with pytest.raises(TrainError, match=r"other model.pretrain params \(learning_rate: 0.003 -> 0.001\).*--fresh"):
+        prepare_base_model(other)
+    rebuilt = other.model_copy(update={"seed": 1, "pretrain": params.pretrain})
+    with pytest.raises(TrainError, match="another build of the model"):
+        prepare_base_model(rebuilt)
+    stats = prepare_base_model(other, resume=False)["pretrain"]
+    assert stats["resumed_from"] == 0 and stats["steps"] == 8
+
+
+def test_kept_checkpoints_are_model_folders_a_probe_can_load(tmp_path, dataset):
+    from transformers import AutoModelForImageTextToText
+
+    params = _tiny_params(tmp_path / "m", dataset, keep_checkpoints=True)
+    prepare_base_model(params)
+    steps = params.out / "pretrain-steps"
+    assert sorted(p.name for p in steps.iterdir()) == ["step-4", "step-8"]
+    for folder in steps.iterdir():
+        AutoModelForImageTextToText.from_pretrained(str(folder))
+        load_processor(folder)
+    final, last = _weights(params.out), _weights(steps / "step-8")
+    assert all(torch_equal(final[k], last[k]) for k in final)
+    assert not all(torch_equal(final[k], _weights(steps / "step-4")[k]) for k in final)

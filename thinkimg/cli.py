@@ -289,6 +289,7 @@ def _train(run, metrics: Optional[Path], curve: Optional[Path] = None) -> None:
 @train_app.command("base-model")
 def train_base_model(
     params: Path = typer.Option(Path("params.yaml"), help="Params file; its `model` section."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start the warm start over instead of resuming its checkpoint."),
     metrics: Optional[Path] = typer.Option(None, help="Also write the description (and warm-start loss) as JSON here."),
     mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Record params and the description in MLflow."),
 ) -> None:
@@ -298,7 +299,7 @@ def train_base_model(
     def run() -> dict:
         cfg = load_params(params)
         with _stage_run("base-model", mlflow, {"model": cfg.model_dump(mode="json")}) as active:
-            info = prepare_base_model(cfg)
+            info = prepare_base_model(cfg, resume=not fresh)
             if active is not None:
                 from thinkimg import tracking
 

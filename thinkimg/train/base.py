@@ -54,8 +54,10 @@ def load_params(path: str | Path) -> ModelParams:
     return load_yaml(path, ModelParams, section="model")
 
 
-def prepare_base_model(params: ModelParams) -> dict:
-    """Build or check the base model; returns (and writes to ``<out>/base_model.json``) a description of it."""
+def prepare_base_model(params: ModelParams, *, resume: bool = True) -> dict:
+    """Build or check the base model; returns (and writes to ``<out>/base_model.json``) a description of it.
+
+    ``resume`` continues an interrupted warm start from its checkpoint (False starts it over)."""
     from thinkimg.train.tiny import build_tiny_model
 
     if params.pretrained is None:
@@ -72,7 +74,7 @@ def prepare_base_model(params: ModelParams) -> dict:
         if params.pretrain.steps:
             from thinkimg.train.pretrain import pretrain
 
-            info["pretrain"] = pretrain(path, params.pretrain)
+            info["pretrain"] = pretrain(path, params.pretrain, resume=resume)
     else:
         info = {"kind": "pretrained", "path": str(params.pretrained), **check_checkpoint(params.pretrained)}
         params.out.mkdir(parents=True, exist_ok=True)

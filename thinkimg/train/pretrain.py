@@ -10,13 +10,20 @@ the loss, packed into fixed-length chunks. A share ``relabel`` of them is relabe
 only way to predict them. Copies are a few tokens in hundreds, so their gradient drowns in the rest; ``copy_weight``
 adds that much loss weight to each token that repeats a made-up string (every occurrence after its first). Only
 training-split text is used; the eval split's charts come from held-out tables and themes.
+
+The warm start is resumable: every ``save_steps`` steps it writes ``<model>/pretrain-checkpoint/`` (weights,
+optimizer, schedule, the stream's position and random state), and a later run with the same params and the same
+built model continues from there to the same weights an uninterrupted run reaches. ``keep_checkpoints`` also keeps
+each one as a loadable model folder ``<model>/pretrain-steps/step-N`` (to probe how copying forms over the run).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +49,17 @@ class PretrainParams(StrictModel):
     #: Extra loss weight on the tokens that repeat a made-up string of a relabelled trajectory (0: plain LM loss).
     copy_weight: float = Field(0.0, ge=0.0, le=1000.0)
     seed: int = Field(0, ge=0)
+    #: Write a resumable checkpoint every this many steps (0: never; an interrupted warm start then starts over).
+    save_steps: int = Field(500, ge=0)
+    #: Keep every checkpoint as a model folder ``<model>/pretrain-steps/step-N`` (weights + processor), not only the
+    #: latest (which is removed when the warm start finishes).
+    keep_checkpoints: bool = False
+
+
+#: Fields that may change between an interrupted warm start and its resumption (they do not change the result).
+_RESUMABLE_CHANGES = {"save_steps", "keep_checkpoints"}
+CHECKPOINT = "pretrain-checkpoint"
+STEPS = "pretrain-steps"
 
 
 def _text_only(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -141,11 +159,73 @@ class TokenStream:
         mask, self.mask = self.mask[:self.seq_len], self.mask[self.seq_len:]
         return out, mask
 
+    def state(self) -> dict[str, Any]:
+        """Where the stream stands (random state, pending tokens, the epoch's remaining order), for a checkpoint."""
+        return {"rng": self.rng.getstate(), "buffer": list(self.buffer), "mask": list(self.mask),
+                "order": list(self.order)}
 
-def pretrain(model_dir: Path, params: PretrainParams, *, progress: bool = True) -> dict[str, Any]:
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state`'s result."""
+        self.rng.setstate(state["rng"])
+        self.buffer, self.mask, self.order = list(state["buffer"]), list(state["mask"]), list(state["order"])
+
+
+def _built_model_digest(model_dir: Path) -> str:
+    """sha256 of the freshly built model (config, tokenizer, initial weights): a checkpoint resumes only onto the
+    same build."""
+    digest = hashlib.sha256()
+    for name in ("config.json", "tokenizer.json", "model.safetensors"):
+        path = model_dir / name
+        digest.update(name.encode() + (path.read_bytes() if path.exists() else b""))
+    return digest.hexdigest()
+
+
+def _save_checkpoint(model_dir: Path, model: Any, processor: Any, state: dict[str, Any], keep: bool) -> None:
+    """Write the checkpoint next to the model (atomically: a half-written one never replaces the last good one)."""
+    import torch
+
+    final = model_dir / CHECKPOINT
+    tmp = model_dir / (CHECKPOINT + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    torch.save(state, tmp / "state.pt")
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    if keep:
+        step_dir = model_dir / STEPS / f"step-{state['step']}"
+        shutil.rmtree(step_dir, ignore_errors=True)
+        model.save_pretrained(str(step_dir))
+        processor.save_pretrained(str(step_dir))
+
+
+def _load_checkpoint(model_dir: Path, params: PretrainParams, digest: str) -> dict[str, Any] | None:
+    """The checkpoint's state when one is there; a clear error when it was written under other params or build."""
+    import torch
+
+    from thinkimg.train.common import TrainError
+
+    path = model_dir / CHECKPOINT / "state.pt"
+    if not path.exists():
+        return None
+    state = torch.load(path, weights_only=False)
+    ours = params.model_dump(mode="json", exclude=_RESUMABLE_CHANGES)
+    differ = sorted(k for k in ours if state["params"].get(k) != ours[k])
+    if differ:
+        was = ", ".join(f"{k}: {state['params'].get(k)!r} -> {ours[k]!r}" for k in differ)
+        raise TrainError(f"{path}: the warm-start checkpoint was written with other model.pretrain params ({was}); "
+                         "restore them to resume, or start over with --fresh")
+    if state["model_digest"] != digest:
+        raise TrainError(f"{path}: the warm-start checkpoint belongs to another build of the model (model.tiny or "
+                         "model.seed changed, or the tokenizer's corpus); start over with --fresh")
+    return state
+
+
+def pretrain(model_dir: Path, params: PretrainParams, *, resume: bool = True,
+             progress: bool = True) -> dict[str, Any]:
     """Train the model in ``model_dir`` for ``params.steps`` steps on the trajectory text; save it in place.
 
-    Returns the first and last logged losses, tokens seen and seconds."""
+    With ``resume`` a checkpoint left by an interrupted run is continued (else removed and the run starts over).
+    Returns the first and last logged losses, tokens seen, the step resumed from and seconds."""
     import torch
     from tqdm.auto import tqdm
     from transformers import AutoModelForImageTextToText, get_cosine_schedule_with_warmup
@@ -156,6 +236,12 @@ def pretrain(model_dir: Path, params: PretrainParams, *, progress: bool = True) 
     if not params.dataset.is_dir():
         raise TrainError(f"{params.dataset}: dataset folder not found for model.pretrain (run `thinkimg data curate` "
                          "first, or set model.pretrain.steps to 0)")
+    model_dir = Path(model_dir)
+    digest = _built_model_digest(model_dir)
+    if not resume:
+        shutil.rmtree(model_dir / CHECKPOINT, ignore_errors=True)
+        shutil.rmtree(model_dir / STEPS, ignore_errors=True)
+    state = _load_checkpoint(model_dir, params, digest)
     processor = load_processor(model_dir)
     stream = TokenStream(processor, params.dataset, params.seq_len, params.relabel, params.seed)
     total = stream.tokens()
@@ -164,13 +250,21 @@ def pretrain(model_dir: Path, params: PretrainParams, *, progress: bool = True) 
         raise TrainError(f"{params.dataset}: {total} tokens of trajectory text make {chunks} chunks of "
                          f"{params.seq_len}; model.pretrain needs at least batch_size={params.batch_size}")
     torch.manual_seed(params.seed)
-    model = AutoModelForImageTextToText.from_pretrained(str(model_dir), dtype=torch.float32)
+    source = model_dir / CHECKPOINT if state else model_dir
+    model = AutoModelForImageTextToText.from_pretrained(str(source), dtype=torch.float32)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, math.ceil(params.warmup_ratio * params.steps), params.steps)
     losses: list[float] = []
+    first, seconds = 0, 0.0
+    if state:
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        stream.load_state(state["stream"])
+        torch.set_rng_state(state["torch_rng"])
+        losses, first, seconds = list(state["losses"]), state["step"], state["seconds"]
     start = time.perf_counter()
-    bar = tqdm(range(params.steps), desc="pretrain", disable=not progress)
+    bar = tqdm(range(first, params.steps), desc="pretrain", disable=not progress, initial=first, total=params.steps)
     for step in bar:
         rows = [stream.chunk_with_mask() for _ in range(params.batch_size)]
         batch = torch.tensor([ids for ids, _ in rows])
@@ -190,9 +284,20 @@ def pretrain(model_dir: Path, params: PretrainParams, *, progress: bool = True) 
         losses.append(loss.item())
         if step % 10 == 0:
             bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
+        done = step + 1
+        if params.save_steps and done % params.save_steps == 0 and done < params.steps:
+            _save_checkpoint(model_dir, model, processor, {
+                "step": done, "params": params.model_dump(mode="json", exclude=_RESUMABLE_CHANGES),
+                "model_digest": digest, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                "stream": stream.state(), "torch_rng": torch.get_rng_state(), "losses": losses,
+                "seconds": seconds + time.perf_counter() - start}, params.keep_checkpoints)
     model.save_pretrained(str(model_dir))
+    shutil.rmtree(model_dir / CHECKPOINT, ignore_errors=True)
+    if params.keep_checkpoints:
+        model.save_pretrained(str(model_dir / STEPS / f"step-{params.steps}"))
+        processor.save_pretrained(str(model_dir / STEPS / f"step-{params.steps}"))
     window = max(1, min(20, len(losses) // 4))
     return {"steps": params.steps, "chunks": chunks, "relabel": params.relabel, "copy_weight": params.copy_weight,
-            "tokens_seen": params.steps * params.batch_size * params.seq_len,
+            "tokens_seen": params.steps * params.batch_size * params.seq_len, "resumed_from": first,
             "loss_first": sum(losses[:window]) / window, "loss_last": sum(losses[-window:]) / window,
-            "seconds": round(time.perf_counter() - start, 1)}
+            "seconds": round(seconds + time.perf_counter() - start, 1)}
