@@ -153,24 +153,29 @@ def torch_equal(x, y) -> bool:
     return bool(torch.equal(x, y))
 
 
+def _interrupt_after(monkeypatch, params: ModelParams, chunks: int) -> None:
+    """Run the warm start and interrupt it (as Ctrl-C would) once it has read ``chunks`` chunks."""
+    real, calls = TokenStream.chunk_with_mask, {"n": 0}
+
+    def interrupting(self):
+        calls["n"] += 1
+        if calls["n"] > chunks:
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(TokenStream, "chunk_with_mask", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_base_model(params)
+    monkeypatch.setattr(TokenStream, "chunk_with_mask", real)
+
+
 def test_interrupted_warm_start_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, dataset, monkeypatch):
     straight = _tiny_params(tmp_path / "straight", dataset)
     prepare_base_model(straight)
     assert not (straight.out / "pretrain-checkpoint").exists()  # removed once the warm start finished
 
     crashing = _tiny_params(tmp_path / "crashed", dataset)
-    real, calls = TokenStream.chunk_with_mask, {"n": 0}
-
-    def crash_in_step_seven(self):
-        calls["n"] += 1
-        if calls["n"] > 12:  # batch_size 2: steps 1-6 read 12 chunks
-            raise KeyboardInterrupt
-        return real(self)
-
-    monkeypatch.setattr(TokenStream, "chunk_with_mask", crash_in_step_seven)
-    with pytest.raises(KeyboardInterrupt):
-        prepare_base_model(crashing)
-    monkeypatch.setattr(TokenStream, "chunk_with_mask", real)
+    _interrupt_after(monkeypatch, crashing, 12)  # in step 7 (batch_size 2); the last checkpoint is step 4's
     assert (crashing.out / "pretrain-checkpoint" / "state.pt").is_file()
 
     stats = prepare_base_model(crashing)["pretrain"]
@@ -182,19 +187,7 @@ def test_interrupted_warm_start_resumes_to_the_weights_of_an_uninterrupted_one(t
 
 def test_resume_refuses_other_params_and_fresh_starts_over(tmp_path, dataset, monkeypatch):
     params = _tiny_params(tmp_path / "m", dataset)
-    real = TokenStream.chunk_with_mask
-    calls = {"n": 0}
-
-    def crash_after_step_five(self):
-        calls["n"] += 1
-        if calls["n"] > 10:
-            raise KeyboardInterrupt
-        return real(self)
-
-    monkeypatch.setattr(TokenStream, "chunk_with_mask", crash_after_step_five)
-    with pytest.raises(KeyboardInterrupt):
-        prepare_base_model(params)
-    monkeypatch.setattr(TokenStream, "chunk_with_mask", real)
+    _interrupt_after(monkeypatch, params, 10)
 
     other = _tiny_params(tmp_path / "m", dataset, learning_rate=1e-3)
     with pytest.raises(TrainError, match=r"other model.pretrain params \(learning_rate: 0.003 -> 0.001\).*--fresh"):
