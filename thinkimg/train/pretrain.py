@@ -192,10 +192,15 @@ def _save_checkpoint(model_dir: Path, model: Any, processor: Any, state: dict[st
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     if keep:
-        step_dir = model_dir / STEPS / f"step-{state['step']}"
-        shutil.rmtree(step_dir, ignore_errors=True)
-        model.save_pretrained(str(step_dir))
-        processor.save_pretrained(str(step_dir))
+        _keep_step(model_dir, model, processor, state["step"])
+
+
+def _keep_step(model_dir: Path, model: Any, processor: Any, step: int) -> None:
+    """Save the model as it is at ``step`` as a loadable folder ``<model>/pretrain-steps/step-N``."""
+    step_dir = model_dir / STEPS / f"step-{step}"
+    shutil.rmtree(step_dir, ignore_errors=True)
+    model.save_pretrained(str(step_dir))
+    processor.save_pretrained(str(step_dir))
 
 
 def _load_checkpoint(model_dir: Path, params: PretrainParams, digest: str) -> dict[str, Any] | None:
@@ -294,8 +299,7 @@ def pretrain(model_dir: Path, params: PretrainParams, *, resume: bool = True,
     model.save_pretrained(str(model_dir))
     shutil.rmtree(model_dir / CHECKPOINT, ignore_errors=True)
     if params.keep_checkpoints:
-        model.save_pretrained(str(model_dir / STEPS / f"step-{params.steps}"))
-        processor.save_pretrained(str(model_dir / STEPS / f"step-{params.steps}"))
+        _keep_step(model_dir, model, processor, params.steps)
     window = max(1, min(20, len(losses) // 4))
     return {"steps": params.steps, "chunks": chunks, "relabel": params.relabel, "copy_weight": params.copy_weight,
             "tokens_seen": params.steps * params.batch_size * params.seq_len, "resumed_from": first,
