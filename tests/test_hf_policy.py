@@ -79,6 +79,18 @@ def test_tiny_build_is_deterministic_for_a_seed(tiny, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_tiny_rope_base_is_a_model_parameter(tmp_path):
+    from transformers import AutoConfig
+
+    from thinkimg.train.base import ModelParams
+
+    params = ModelParams.model_validate({"tiny": {"rope_theta": 1e6}})
+    built = build_tiny_model(tmp_path / "rope", seed=0, **params.tiny.model_dump(exclude={"tokenizer_dataset"}))
+    assert AutoConfig.from_pretrained(str(built)).get_text_config().rope_parameters["rope_theta"] == 1e6
+    with pytest.raises(ValueError, match="rope_theta"):
+        ModelParams.model_validate({"tiny": {"rope_theta": 0.5}})
+
+
 def test_save_and_reload_give_identical_logits(tiny, tmp_path, charts):
     processor = load_processor(tiny)
     model = _load_model(tiny)

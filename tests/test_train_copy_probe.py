@@ -64,6 +64,20 @@ def test_probe_text_is_relabelled_and_scores_a_perfect_copier_full_and_a_non_cop
     assert perfect["labels_whole"] == perfect["label_answers"] == 4
     assert perfect["numbers_whole"] == perfect["number_answers"] == 4
     assert perfect["copied_tokens"] > 0 and perfect["copied_token_rate"] == 1.0
+    assert perfect["label_first_tokens_right"] == 4 and perfect["number_first_tokens_right"] == 4
+    assert perfect["label_later_tokens_right"] == perfect["label_later_tokens"] > 0
+    assert perfect["number_later_tokens_right"] == perfect["number_later_tokens"]
+    # A model that picks the right string but cannot spell it on: first tokens right, later ones wrong, none whole.
+    answers = {tuple(item["ids"]): item["answer"] for item in items}
+
+    def first_only(ids):
+        pred = [0] * len(ids)
+        pred[answers[tuple(ids)][0] - 1] = ids[answers[tuple(ids)][0]]
+        return pred
+
+    chooser = score(items, first_only)
+    assert chooser["label_first_tokens_right"] == 4 and chooser["label_later_tokens_right"] == 0
+    assert chooser["labels_whole"] == 0
     nothing = score(items, lambda ids: [0] * len(ids))
     assert nothing["labels_whole"] == nothing["numbers_whole"] == 0 and nothing["copied_token_rate"] == 0.0
     # The sample and the made-up words are fixed by the seed: two models see the same text.

@@ -29,6 +29,9 @@ class TinyModelParams(StrictModel):
     vision_depth: int = Field(2, ge=1, le=32)
     vision_embed_dim: int = Field(64, ge=32, le=2048)
     vocab_size: int = Field(2048, ge=512, le=200_000)
+    #: RoPE base: the rotation of the lowest frequency decides how far apart two tokens can still be matched by
+    #: content alone (Qwen2-VL-2B uses 1e6).
+    rope_theta: float = Field(10000.0, gt=1.0)
     #: A dataset whose ``sft`` split's text joins the tokenizer's corpus (labels and words of the training charts
     #: become whole tokens); None: the tokenizer learns from the built-in corpus only.
     tokenizer_dataset: Path | None = None

@@ -4,8 +4,9 @@ The diagnostic behind the README's "what limits it": ``n`` trajectories of the d
 relabelled (:mod:`thinkimg.train.relabel`: the labels and copied answers replaced by made-up ones, so that only
 copying predicts them) and rendered as the warm start reads them (text only, no tool block, no image spans). The
 model predicts every next token from the true prefix. Reported: the answers that copy a made-up label and those that
-copy a made-up number, how many of each come out whole, and the share of copied tokens (every repeat of a made-up
-string after its first) predicted right. The sample and the made-up words are fixed by ``seed``, so two models are
+copy a made-up number, how many of each come out whole, their first token and later tokens right (choosing which
+string to copy against spelling it out), and the share of copied tokens (every repeat of a made-up string after its
+first) predicted right. The sample and the made-up words are fixed by ``seed``, so two models are
 compared on the same text.
 """
 
@@ -59,13 +60,20 @@ def score(items: list[dict[str, Any]], predict: Predictor) -> dict[str, Any]:
     """Answers copied whole (by kind) and copied tokens right under ``predict``; see the module docstring."""
     whole = {"label": 0, "number": 0}
     total = {"label": 0, "number": 0}
+    first = {"label": 0, "number": 0}
+    later = {"label": 0, "number": 0}
+    later_right = {"label": 0, "number": 0}
     right = copied = 0
     for item in items:
         ids = item["ids"]
         pred = predict(ids)
         if item["kind"] is not None and item["answer"]:
-            total[item["kind"]] += 1
-            whole[item["kind"]] += all(pred[i - 1] == ids[i] for i in item["answer"])
+            kind, answer = item["kind"], item["answer"]
+            total[kind] += 1
+            whole[kind] += all(pred[i - 1] == ids[i] for i in answer)
+            first[kind] += pred[answer[0] - 1] == ids[answer[0]]
+            later[kind] += len(answer) - 1
+            later_right[kind] += sum(pred[i - 1] == ids[i] for i in answer[1:])
         for i, m in enumerate(item["mask"]):
             if m and i > 0:
                 copied += 1
@@ -73,6 +81,10 @@ def score(items: list[dict[str, Any]], predict: Predictor) -> dict[str, Any]:
     return {"trajectories": len(items),
             "labels_whole": whole["label"], "label_answers": total["label"],
             "numbers_whole": whole["number"], "number_answers": total["number"],
+            "label_first_tokens_right": first["label"], "label_later_tokens": later["label"],
+            "label_later_tokens_right": later_right["label"],
+            "number_first_tokens_right": first["number"], "number_later_tokens": later["number"],
+            "number_later_tokens_right": later_right["number"],
             "copied_tokens": copied, "copied_tokens_right": right,
             "copied_token_rate": round(right / copied, 4) if copied else None}
 
