@@ -185,6 +185,24 @@ def test_interrupted_warm_start_resumes_to_the_weights_of_an_uninterrupted_one(t
     assert not (crashing.out / "pretrain-checkpoint").exists()
 
 
+def test_warm_start_after_a_copy_drill_resumes_without_drilling_again(tmp_path, dataset, monkeypatch):
+    straight = _tiny_params(tmp_path / "straight", dataset, copy_drill_steps=3, copy_drill_batch_size=2)
+    drilled = prepare_base_model(straight)["pretrain"]["copy_drill"]
+    assert drilled["steps"] == 3
+    plain = _tiny_params(tmp_path / "plain", dataset)
+    prepare_base_model(plain)
+    assert not all(torch_equal(a, b) for a, b in zip(_weights(straight.out).values(), _weights(plain.out).values()))
+
+    crashing = _tiny_params(tmp_path / "crashed", dataset, copy_drill_steps=3, copy_drill_batch_size=2)
+    _interrupt_after(monkeypatch, crashing, 12)
+    stats = prepare_base_model(crashing)["pretrain"]
+    assert stats["resumed_from"] == 4  # the checkpoint holds the drilled weights, and what the drill reported
+    assert {k: v for k, v in stats["copy_drill"].items() if k != "seconds"} == \
+        {k: v for k, v in drilled.items() if k != "seconds"}
+    a, b = _weights(straight.out), _weights(crashing.out)
+    assert all(torch_equal(a[k], b[k]) for k in a)
+
+
 def test_resume_refuses_other_params_and_fresh_starts_over(tmp_path, dataset, monkeypatch):
     params = _tiny_params(tmp_path / "m", dataset)
     _interrupt_after(monkeypatch, params, 10)

@@ -15,6 +15,9 @@ The warm start is resumable: every ``save_steps`` steps it writes ``<model>/pret
 optimizer, schedule, the stream's position and random state), and a later run with the same params and the same
 built model continues from there to the same weights an uninterrupted run reaches. ``keep_checkpoints`` also keeps
 each one as a loadable model folder ``<model>/pretrain-steps/step-N`` (to probe how copying forms over the run).
+
+``copy_drill_steps`` first drills the fresh model in copying by content (:mod:`thinkimg.train.copy_drill`); a
+resumed run finds the drill already in its checkpoint's weights.
 """
 
 from __future__ import annotations
@@ -51,6 +54,11 @@ class PretrainParams(StrictModel):
     seed: int = Field(0, ge=0)
     #: Write a resumable checkpoint every this many steps (0: never; an interrupted warm start then starts over).
     save_steps: int = Field(500, ge=0)
+    #: Steps of copy drill before the warm start (:mod:`thinkimg.train.copy_drill`: dense practice in copying by
+    #: content, which grows the induction head the warm start's sparse copies do not); 0 skips it.
+    copy_drill_steps: int = Field(0, ge=0)
+    copy_drill_batch_size: int = Field(16, ge=1, le=4096)
+    copy_drill_learning_rate: float = Field(1e-3, gt=0, le=1.0)
     #: Keep every checkpoint as a model folder ``<model>/pretrain-steps/step-N`` (weights + processor), not only the
     #: latest (which is removed when the warm start finishes).
     keep_checkpoints: bool = False
@@ -257,6 +265,12 @@ def pretrain(model_dir: Path, params: PretrainParams, *, resume: bool = True,
     torch.manual_seed(params.seed)
     source = model_dir / CHECKPOINT if state else model_dir
     model = AutoModelForImageTextToText.from_pretrained(str(source), dtype=torch.float32)
+    drill = state.get("copy_drill") if state else None
+    if not state and params.copy_drill_steps:
+        from thinkimg.train.copy_drill import copy_drill
+
+        drill = copy_drill(model, processor.tokenizer, params.copy_drill_steps, params.copy_drill_batch_size,
+                           params.copy_drill_learning_rate, params.seed, progress=progress)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, math.ceil(params.warmup_ratio * params.steps), params.steps)
@@ -294,7 +308,7 @@ def pretrain(model_dir: Path, params: PretrainParams, *, resume: bool = True,
             _save_checkpoint(model_dir, model, processor, {
                 "step": done, "params": params.model_dump(mode="json", exclude=_RESUMABLE_CHANGES),
                 "model_digest": digest, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                "stream": stream.state(), "torch_rng": torch.get_rng_state(), "losses": losses,
+                "stream": stream.state(), "torch_rng": torch.get_rng_state(), "losses": losses, "copy_drill": drill,
                 "seconds": seconds + time.perf_counter() - start}, params.keep_checkpoints)
     model.save_pretrained(str(model_dir))
     shutil.rmtree(model_dir / CHECKPOINT, ignore_errors=True)
@@ -302,6 +316,7 @@ def pretrain(model_dir: Path, params: PretrainParams, *, resume: bool = True,
         _keep_step(model_dir, model, processor, params.steps)
     window = max(1, min(20, len(losses) // 4))
     return {"steps": params.steps, "chunks": chunks, "relabel": params.relabel, "copy_weight": params.copy_weight,
+            "copy_drill": drill,
             "tokens_seen": params.steps * params.batch_size * params.seq_len, "resumed_from": first,
             "loss_first": sum(losses[:window]) / window, "loss_last": sum(losses[-window:]) / window,
             "seconds": round(seconds + time.perf_counter() - start, 1)}
