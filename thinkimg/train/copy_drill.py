@@ -1,7 +1,7 @@
 """Copy drill: dense practice in copying by content, for the tiny model before its warm start.
 
-Each sequence is a random run of the tokenizer's word pieces (those made-up labels are built of) after a random prefix, a quote, then the
-same run again; the loss is on the repeat only. Prefix and run lengths vary, so only the content tells where to copy
+Each sequence is a random run of the tokenizer's word pieces (those made-up labels are built of) after a random
+prefix, a quote, then the same run again; the loss is on the repeat only. Prefix and run lengths vary, so only the content tells where to copy
 from: the model has to grow an induction head (attend to the token after the earlier occurrence of the current one).
 On the tiny 128 x 4 model that head forms suddenly after ~2,500 steps of 16 sequences; the warm start's copies, a few
 tokens in hundreds, do not make it form at all (README, "what limits it": after a 4,000-step drill, 1,000 warm-start
@@ -74,13 +74,20 @@ def copy_drill(model: Any, tokenizer: Any, steps: int, batch_size: int, learning
             "seconds": round(time.perf_counter() - start, 1)}
 
 
+def scored_positions(labels):
+    """The positions of a drill batch that only copying predicts: the repeat's tokens after its first (nothing says
+    which run comes)."""
+    import torch
+
+    labelled = labels != -100
+    return labelled & torch.roll(labelled, 1, dims=1)
+
+
 def copy_accuracy(model: Any, ids, labels) -> float:
     """Share of the repeated tokens after each run's first that ``model`` predicts right (teacher forced)."""
     import torch
 
     with torch.no_grad():
         pred = model(input_ids=ids).logits[:, :-1].argmax(-1)
-    target = labels[:, 1:]
-    scored = target != -100
-    scored &= torch.roll(scored, 1, dims=1)  # not the first token of a repeat: nothing says which run comes
-    return round(((pred == target) & scored).sum().item() / max(1, scored.sum().item()), 4)
+    scored = scored_positions(labels)[:, 1:]
+    return round(((pred == ids[:, 1:]) & scored).sum().item() / max(1, scored.sum().item()), 4)
