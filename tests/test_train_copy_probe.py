@@ -80,6 +80,28 @@ def test_probe_text_is_relabelled_and_scores_a_perfect_copier_full_and_a_non_cop
     assert chooser["labels_whole"] == 0
     nothing = score(items, lambda ids: [0] * len(ids))
     assert nothing["labels_whole"] == nothing["numbers_whole"] == 0 and nothing["copied_token_rate"] == 0.0
+    # Free running: a writer that continues the true text writes every answer whole and closes it; one that writes
+    # the answer and then copies on (never </answer>) writes none whole and runs on every time.
+    by_prefix = {}
+    for item in items:
+        ids = item["ids"]
+        by_prefix[tuple(ids[:item["answer"][0]])] = ids[item["answer"][0]:]
+
+    def writer(prefix, new):
+        return by_prefix[tuple(prefix)][:new]
+
+    def runner_on(prefix, new):
+        item = next(i for i in items if tuple(i["ids"][:i["answer"][0]]) == tuple(prefix))
+        closer = item["ids"][item["answer"][-1] + 1]
+        return ([item["ids"][i] for i in item["answer"]] + [t for t in prefix if t != closer])[:new]
+
+    closed = score(items, lambda ids: ids[1:] + [0], writer)
+    assert closed["labels_written_whole"] == 4 and closed["numbers_written_whole"] == 4
+    assert closed["labels_run_on"] == closed["numbers_run_on"] == 0
+    ran_on = score(items, lambda ids: ids[1:] + [0], runner_on)
+    assert ran_on["labels_written_whole"] == ran_on["numbers_written_whole"] == 0
+    assert ran_on["labels_run_on"] == ran_on["numbers_run_on"] == 4
+    assert "labels_written_whole" not in perfect  # no generator, no free-running counts
     # The sample and the made-up words are fixed by the seed: two models see the same text.
     assert [i["ids"] for i in examples(processor, dataset, n=8, seed=0, words="letters")] == [i["ids"] for i in items]
 

@@ -6,8 +6,10 @@ copying predicts them) and rendered as the warm start reads them (text only, no 
 model predicts every next token from the true prefix. Reported: the answers that copy a made-up label and those that
 copy a made-up number, how many of each come out whole, their first token and later tokens right (choosing which
 string to copy against spelling it out), and the share of copied tokens (every repeat of a made-up string after its
-first) predicted right. The sample and the made-up words are fixed by ``seed``, so two models are
-compared on the same text.
+first) predicted right. Then, free running: from the true prefix up to ``<answer>`` the model writes the answer
+greedily; reported are the answers it writes whole and closes right after, and those it does not close within four
+tokens of the answer's length (it runs on copying, as a model that learnt to copy but not to stop does). The sample
+and the made-up words are fixed by ``seed``, so two models are compared on the same text.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from thinkimg.train.relabel import PieceWords, relabel_with_mapping
 
 #: ``ids -> predicted next ids`` (prediction ``i`` is for token ``i + 1``).
 Predictor = Callable[[list[int]], list[int]]
+#: ``(prefix ids, most new tokens) -> the greedy continuation's ids``.
+Generator = Callable[[list[int], int], list[int]]
+#: Tokens past the answer's length a written answer may take before it counts as running on.
+RUN_ON = 4
 
 
 def examples(processor: Any, dataset: Path, n: int = 80, seed: int = 7,
@@ -56,9 +62,12 @@ def examples(processor: Any, dataset: Path, n: int = 80, seed: int = 7,
     return out
 
 
-def score(items: list[dict[str, Any]], predict: Predictor) -> dict[str, Any]:
-    """Answers copied whole (by kind) and copied tokens right under ``predict``; see the module docstring."""
+def score(items: list[dict[str, Any]], predict: Predictor, generate: Generator | None = None) -> dict[str, Any]:
+    """Answers copied whole (by kind) and copied tokens right under ``predict``; with ``generate``, the answers written
+    whole and closed, and those run on; see the module docstring."""
     whole = {"label": 0, "number": 0}
+    written = {"label": 0, "number": 0}
+    run_on = {"label": 0, "number": 0}
     total = {"label": 0, "number": 0}
     first = {"label": 0, "number": 0}
     later = {"label": 0, "number": 0}
@@ -74,6 +83,11 @@ def score(items: list[dict[str, Any]], predict: Predictor) -> dict[str, Any]:
             first[kind] += pred[answer[0] - 1] == ids[answer[0]]
             later[kind] += len(answer) - 1
             later_right[kind] += sum(pred[i - 1] == ids[i] for i in answer[1:])
+            if generate is not None:
+                gold = [ids[i] for i in answer] + [ids[answer[-1] + 1]]  # the answer and its </answer>
+                out = generate(ids[:answer[0]], len(gold) + RUN_ON)
+                written[kind] += out[:len(gold)] == gold
+                run_on[kind] += gold[-1] not in out
         for i, m in enumerate(item["mask"]):
             if m and i > 0:
                 copied += 1
@@ -86,7 +100,10 @@ def score(items: list[dict[str, Any]], predict: Predictor) -> dict[str, Any]:
             "number_first_tokens_right": first["number"], "number_later_tokens": later["number"],
             "number_later_tokens_right": later_right["number"],
             "copied_tokens": copied, "copied_tokens_right": right,
-            "copied_token_rate": round(right / copied, 4) if copied else None}
+            "copied_token_rate": round(right / copied, 4) if copied else None,
+            **({"labels_written_whole": written["label"], "labels_run_on": run_on["label"],
+                "numbers_written_whole": written["number"], "numbers_run_on": run_on["number"]}
+               if generate is not None else {})}
 
 
 def copy_probe(model_dir: Path, dataset: Path, n: int = 80, seed: int = 7,
@@ -109,5 +126,11 @@ def copy_probe(model_dir: Path, dataset: Path, n: int = 80, seed: int = 7,
         with torch.no_grad():
             return model(input_ids=torch.tensor([ids])).logits[0].argmax(-1).tolist()
 
-    result = score(examples(processor, dataset, n, seed, words), predict)
+    def generate(prefix: list[int], new: int) -> list[int]:
+        with torch.no_grad():
+            out = model.generate(input_ids=torch.tensor([prefix]), max_new_tokens=new, do_sample=False,
+                                 pad_token_id=processor.tokenizer.pad_token_id)
+        return out[0, len(prefix):].tolist()
+
+    result = score(examples(processor, dataset, n, seed, words), predict, generate)
     return {"model": str(model_dir), "dataset": str(dataset), "seed": seed, "words": words, **result}
