@@ -356,7 +356,8 @@ def train_copy_probe(
     words: str = typer.Option("pieces", help="Made-up words: pieces (the tokenizer's word pieces) or letters."),
     output: Optional[Path] = typer.Option(None, help="Also write the result as JSON here."),
 ) -> None:
-    """Teacher-forced copying on relabelled training trajectories: labels and numbers copied whole, copied tokens."""
+    """Copying on relabelled training trajectories: labels and numbers copied whole (teacher forced and written
+    freely), answers that run on, copied tokens."""
     from thinkimg.train.copy_probe import copy_probe
 
     if words not in ("pieces", "letters"):
