@@ -10,7 +10,7 @@ Each task trains a fresh model (plain torch, AdamW, batch ``--batch``) on its ow
 * ``fixed``: 8 random tokens, 24 random tokens, a separator, the same 24 again — the copy sits at a fixed offset, so
   attending by position solves it;
 * ``shifted``: the same with a random prefix (0-30 tokens) and length (6-30): only the content says where to copy from
-  (the sequences of :mod:`thinkimg.train.copy_drill`);
+  (the first layout of :mod:`thinkimg.train.copy_drill`'s sequences, before they got delimiters);
 * ``recall``: ten words of 2-4 pieces, a separator, one of the ten again (its first piece is not predictable; the
   later pieces are scored, not the closing comma) — a label answered from a list;
 * ``periodic``: a random prefix, then a pattern of 3-12 tokens repeated to the end (scored after its first period).
@@ -42,15 +42,13 @@ def make_batch(task: str, rng: random.Random, pieces: list[int], batch: int):
     """(input ids, labels with -100 outside the copy, mask of the scored positions) for one batch of ``task``."""
     import torch
 
-    from thinkimg.train.copy_drill import drill_batch, scored_positions
-
-    if task == "shifted":  # the warm start's copy drill, on these token ids
-        ids, labels = drill_batch(rng, pieces, SEP, batch)
-        return ids, labels, scored_positions(labels)
     rows = []  # (ids, first position with a loss, first scored position[, end of the scored positions])
     for _ in range(batch):
         draw = lambda n: [rng.choice(pieces) for _ in range(n)]  # noqa: E731
-        if task == "fixed":
+        if task == "shifted":  # a random prefix, a run of random length, the separator, the run again
+            pre, x = draw(rng.randint(0, 30)), draw(rng.randint(6, 30))
+            rows.append((pre + x + [SEP] + x, len(pre) + len(x) + 1, len(pre) + len(x) + 2))
+        elif task == "fixed":
             pre, x = draw(8), draw(24)
             rows.append((pre + x + [SEP] + x, 33, 34))
         elif task == "recall":

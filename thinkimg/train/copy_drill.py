@@ -1,11 +1,17 @@
 """Copy drill: dense practice in copying by content, for the tiny model before its warm start.
 
-Each sequence is a random run of the tokenizer's word pieces (those made-up labels are built of) after a random
-prefix, a quote, then the same run again; the loss is on the repeat only. Prefix and run lengths vary, so only the content tells where to copy
-from: the model has to grow an induction head (attend to the token after the earlier occurrence of the current one).
-On the tiny 128 x 4 model that head forms suddenly after ~2,500 steps of 16 sequences; the warm start's copies, a few
-tokens in hundreds, do not make it form at all (README, "what limits it": after a 4,000-step drill, 1,000 warm-start
-steps spell made-up labels 115 of 126 word pieces right, against 10 of 126 after 6,000 steps without it).
+Each sequence holds a random run of word pieces (those made-up labels are built of) set off by a delimiter pair
+after a random prefix, then, after a random gap, an opening delimiter of another kind, the same run again and the
+matching closer: ``… "Run words" … <answer>Run words</answer>``. The loss is on the repeat and its closer. Prefix,
+gap and run lengths vary, so only content says where to copy from: the model has to grow an induction head (attend
+to the token after the earlier occurrence of the current one) and stop where the source's delimiter comes, closing
+with its own. The first half of the steps copies one long word (6-30 pieces), on which the head forms (the tiny
+128 x 4 model: ~1,500 steps of 16 sequences); the second half copies phrases of one to six words of one to four
+pieces, where a space recurs inside the run and the head has to look further back than one token (from scratch it
+had not learnt that in 4,000 steps; after the first half, in 500). The warm start's copies, a few tokens in
+hundreds, do not make such a head form at all (README, "what limits it"). A first layout without delimiters (run,
+quote, run to the end of the sequence) taught copying but not stopping: its models copied on past a label, into
+the JSON after it, or round a loop ("Household water usehold water usehold ...").
 Deterministic for a seed; it has no checkpoint of its own (a few minutes; an interrupted drill starts over).
 """
 
@@ -13,37 +19,87 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from thinkimg.train.relabel import PieceWords
 
-#: Random prefix and run lengths (tokens).
+#: Random prefix and gap lengths (tokens), most tokens in a run.
 PREFIX = (0, 30)
-RUN = (6, 30)
+GAP = (0, 20)
+MAX_RUN = 30
+#: Runs of the first half of the drill (words per run, pieces per word) and of the second half.
+ONE_WORD = ((1, 1), (6, 30))
+PHRASES = ((1, 6), (1, 4))
+#: Delimiters around the source run (as a tool quotes or a question names what is copied) and around the copy (an
+#: answer, a quoted call argument, a parenthesis).
+SOURCE_PAIRS = (('"', '"'), ("(", ")"), ("[", "]"))
+TARGET_PAIRS = (("<answer>", "</answer>"), ('"', '"'), ("(", ")"))
 
 
-def drill_pieces(tokenizer: Any) -> tuple[list[int], int]:
-    """The token ids a drill sequence is made of (the word pieces of :class:`~thinkimg.train.relabel.PieceWords`)
-    and the separator id (a double quote, as a tool quotes what the model copies)."""
+@dataclass(frozen=True)
+class DrillTokens:
+    """Token ids the drill sequences are made of: word pieces (``lower``: within a word; ``upper``: may start one),
+    the space between words, and the delimiter pairs (each side a list of ids)."""
+
+    lower: list[int]
+    upper: list[int]
+    space: int
+    sources: list[tuple[list[int], list[int]]]
+    targets: list[tuple[list[int], list[int]]]
+
+
+def drill_tokens(tokenizer: Any) -> DrillTokens:
+    """The drill's tokens from ``tokenizer``: the word pieces of :class:`~thinkimg.train.relabel.PieceWords`, its
+    space and the delimiters above (each must be one token)."""
     words = PieceWords(tokenizer)
-    separator = tokenizer.convert_tokens_to_ids(tokenizer.tokenize('"'))
-    if len(separator) != 1:
-        raise ValueError("the tokenizer has no single-token quote to drill copying with")
-    return tokenizer.convert_tokens_to_ids(words.lower + words.upper), separator[0]
+
+    def one(text: str) -> int:
+        ids = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text))
+        if len(ids) != 1:
+            raise ValueError(f"the tokenizer has no single token for {text!r} to drill copying with")
+        return ids[0]
+
+    spaced = tokenizer.tokenize(" a")
+    if len(spaced) != 2:
+        raise ValueError("the copy drill needs a tokenizer that keeps a space as a token of its own (the tiny model's)")
+    space = tokenizer.convert_tokens_to_ids(spaced[:1])[0]
+    return DrillTokens(lower=tokenizer.convert_tokens_to_ids(words.lower),
+                       upper=tokenizer.convert_tokens_to_ids(words.upper), space=space,
+                       sources=[([one(a)], [one(b)]) for a, b in SOURCE_PAIRS],
+                       targets=[([one(a)], [one(b)]) for a, b in TARGET_PAIRS])
 
 
-def drill_batch(rng: random.Random, pieces: list[int], separator: int, batch_size: int):
-    """(input ids, labels): ``batch_size`` sequences prefix + run + separator + run, padded with the separator;
-    labels -100 except on the repeated run."""
+def _run(rng: random.Random, tokens: DrillTokens, shape: tuple[tuple[int, int], tuple[int, int]]) -> list[int]:
+    words, pieces = shape
+    run: list[int] = []
+    for _ in range(rng.randint(*words)):
+        word = [rng.choice(tokens.upper if rng.random() < 0.5 else tokens.lower)]
+        word += [rng.choice(tokens.lower) for _ in range(rng.randint(*pieces) - 1)]
+        if run and len(run) + 1 + len(word) > MAX_RUN:
+            break
+        run += ([tokens.space] if run else []) + word
+    return run[:MAX_RUN]
+
+
+def drill_batch(rng: random.Random, tokens: DrillTokens, batch_size: int,
+                shape: tuple[tuple[int, int], tuple[int, int]] = PHRASES):
+    """(input ids, labels): ``batch_size`` sequences prefix + source pair around a run + gap + target opener + the
+    run + target closer, padded with the first target closer; labels -100 except on the repeat and its closer.
+    ``shape``: (words per run, pieces per word), :data:`ONE_WORD` or :data:`PHRASES`."""
     import torch
 
+    pieces = tokens.lower + tokens.upper
     rows = []
     for _ in range(batch_size):
         prefix = [rng.choice(pieces) for _ in range(rng.randint(*PREFIX))]
-        run = [rng.choice(pieces) for _ in range(rng.randint(*RUN))]
-        rows.append((prefix + run + [separator] + run, len(prefix) + len(run) + 1))
+        run = _run(rng, tokens, shape)
+        (s_open, s_close), (t_open, t_close) = rng.choice(tokens.sources), rng.choice(tokens.targets)
+        gap = [rng.choice(pieces) for _ in range(rng.randint(*GAP))]
+        head = prefix + s_open + run + s_close + gap + t_open
+        rows.append((head + run + t_close, len(head)))
     width = max(len(ids) for ids, _ in rows)
-    ids = torch.full((batch_size, width), separator)
+    ids = torch.full((batch_size, width), tokens.targets[0][1][0])
     labels = torch.full((batch_size, width), -100)
     for i, (row, start) in enumerate(rows):
         ids[i, :len(row)] = torch.tensor(row)
@@ -53,20 +109,21 @@ def drill_batch(rng: random.Random, pieces: list[int], separator: int, batch_siz
 
 def copy_drill(model: Any, tokenizer: Any, steps: int, batch_size: int, learning_rate: float, seed: int,
                progress: bool = True) -> dict[str, Any]:
-    """Train ``model`` in place for ``steps`` drill steps (AdamW, constant ``learning_rate``). Returns the copy
-    accuracy on a fresh batch before and after (teacher-forced tokens of the repeat after its first), and seconds."""
+    """Train ``model`` in place for ``steps`` drill steps (AdamW, constant ``learning_rate``): one-word runs for the
+    first half, phrases for the second. Returns the copy accuracy on a fresh batch of phrases before and after
+    (teacher-forced: the repeat and its closer), and seconds."""
     import torch
     from tqdm.auto import tqdm
 
-    pieces, separator = drill_pieces(tokenizer)
+    tokens = drill_tokens(tokenizer)
     rng = random.Random(seed)
-    held = drill_batch(random.Random(seed + 1), pieces, separator, 32)
+    held = drill_batch(random.Random(seed + 1), tokens, 32)
     before = copy_accuracy(model, *held)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
     model.train()
     start = time.perf_counter()
-    for _ in tqdm(range(steps), desc="copy drill", disable=not progress):
-        ids, labels = drill_batch(rng, pieces, separator, batch_size)
+    for step in tqdm(range(steps), desc="copy drill", disable=not progress):
+        ids, labels = drill_batch(rng, tokens, batch_size, ONE_WORD if step < steps // 2 else PHRASES)
         model(input_ids=ids, labels=labels).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -74,20 +131,11 @@ def copy_drill(model: Any, tokenizer: Any, steps: int, batch_size: int, learning
             "seconds": round(time.perf_counter() - start, 1)}
 
 
-def scored_positions(labels):
-    """The positions of a drill batch that only copying predicts: the repeat's tokens after its first (nothing says
-    which run comes)."""
-    import torch
-
-    labelled = labels != -100
-    return labelled & torch.roll(labelled, 1, dims=1)
-
-
 def copy_accuracy(model: Any, ids, labels) -> float:
-    """Share of the repeated tokens after each run's first that ``model`` predicts right (teacher forced)."""
+    """Share of the labelled tokens (the repeats and their closers) that ``model`` predicts right (teacher forced)."""
     import torch
 
     with torch.no_grad():
         pred = model(input_ids=ids).logits[:, :-1].argmax(-1)
-    scored = scored_positions(labels)[:, 1:]
+    scored = labels[:, 1:] != -100
     return round(((pred == ids[:, 1:]) & scored).sum().item() / max(1, scored.sum().item()), 4)
