@@ -82,16 +82,14 @@ def test_probe_text_is_relabelled_and_scores_a_perfect_copier_full_and_a_non_cop
     assert nothing["labels_whole"] == nothing["numbers_whole"] == 0 and nothing["copied_token_rate"] == 0.0
     # Free running: a writer that continues the true text writes every answer whole and closes it; one that writes
     # the answer and then copies on (never </answer>) writes none whole and runs on every time.
-    by_prefix = {}
-    for item in items:
-        ids = item["ids"]
-        by_prefix[tuple(ids[:item["answer"][0]])] = ids[item["answer"][0]:]
+    by_prefix = {tuple(item["ids"][:item["answer"][0]]): item for item in items}
 
     def writer(prefix, new):
-        return by_prefix[tuple(prefix)][:new]
+        item = by_prefix[tuple(prefix)]
+        return item["ids"][item["answer"][0]:][:new]
 
     def runner_on(prefix, new):
-        item = next(i for i in items if tuple(i["ids"][:i["answer"][0]]) == tuple(prefix))
+        item = by_prefix[tuple(prefix)]
         closer = item["ids"][item["answer"][-1] + 1]
         return ([item["ids"][i] for i in item["answer"]] + [t for t in prefix if t != closer])[:new]
 
