@@ -38,7 +38,8 @@ def test_health_and_tool_listing(tool_server):
         assert http.get("/health").json()["status"] == "ok"
         specs = {t["name"]: t for t in http.get("/tools").json()["tools"]}
     assert set(specs) == set(REGISTRY.names())
-    assert len(specs) == 7
+    assert len(specs) == 8
+    assert specs["Calculate"]["parameters"]["required"] == ["expression"]
     assert specs["DrawHorizontalLineByY"]["parameters"]["properties"]["y"]["type"] == "number"
     assert "y" in specs["DrawHorizontalLineByY"]["parameters"]["required"]
 
@@ -58,6 +59,7 @@ def test_every_tool_gives_the_same_result_in_process_and_over_http(http_client, 
         ("DrawVerticalLineByX", bar_chart.image, {"x": 100}),
         ("Crop", bar_chart.image, {"box": [10, 20, 200, 220]}),
         ("ZoomInSubfigure", panel_figure.image, {"description": "Costs"}),
+        ("Calculate", bar_chart.image, {"expression": "(12.5 + 3) / 4"}),
     ]
     for name, img, arguments in calls:
         here, there = local.call(name, img, arguments), http_client.call(name, img, arguments)
@@ -129,6 +131,9 @@ def test_openthinkimg_wire_format(tool_server, bar_chart):
 
         r = http.post("/worker_generate", json={"tool": "crop", "image": b64, "param": "[10, 10, 110, 60]"})
         assert r.status_code == 200 and r.json()["edited_image"]
+
+        r = http.post("/calculator/worker_generate", json={"image": b64, "param": "abs(257 - 44)"})
+        assert r.status_code == 200 and r.json()["text"] == "abs(257 - 44) = 213" and r.json()["edited_image"] is None
 
         r = http.post("/worker_generate", json={"tool": "SAMAroundPoint", "image": b64, "param": "somewhere"})
         assert r.status_code == 422 and 'x="<percent>"' in r.json()["text"] and r.json()["error_code"] == 1

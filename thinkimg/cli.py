@@ -163,6 +163,7 @@ def tools_demo(
         ("DrawVerticalLineByX", chart.image, {"x": (bar[0] + bar[2]) // 2}),
         ("Crop", chart.image, {"box": [bar[0] - 20, bar[1] - 30, bar[2] + 20, bar[3] + 20]}),
         ("ZoomInSubfigure", panels.image, {"description": "Profit"}),
+        ("Calculate", chart.image, {"expression": "abs(58 - 27.5)"}),
     ]
     console = Console() if sys.stdout.isatty() else Console(width=160)
     table = Table(title="ThinkIMG tools on sample charts (over HTTP)")

@@ -28,6 +28,8 @@ ALIASES = {
     "samaroundpoint": "SegmentRegionAroundPoint",
     "drawhorizontallinebyy": "DrawHorizontalLineByY",
     "drawverticallinebyx": "DrawVerticalLineByX",
+    "calculate": "Calculate",
+    "calculator": "Calculate",
 }
 
 _NUM = r"(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"  # an exponent is read, not dropped: 1e400 is not 1
@@ -106,6 +108,10 @@ def to_arguments(tool: str, param: str, width: int, height: int) -> dict[str, An
         return {"y": _percent(param, _Y, "y", height, True)}
     if tool == "DrawVerticalLineByX":
         return {"x": _percent(param, _X, "x", width, True)}
+    if tool == "Calculate":
+        if not param.strip():
+            raise CompatError("param must be an arithmetic expression, e.g. '257 - 44'", argument="param")
+        return {"expression": param}
     if tool == "SegmentRegionAroundPoint":
         return {"x": _percent(param, _X, "x", width, True), "y": _percent(param, _Y, "y", height, True)}
     return {"description": param} if param else {}

@@ -1,6 +1,6 @@
-"""Vision tools: the registry and the seven chart tools. Importing this package registers them all."""
+"""Chart tools: the registry, the seven vision tools and Calculate. Importing this package registers them all."""
 
-from thinkimg.tools import text, regions, drawing  # noqa: F401, I001  (registration; this order is the prompt order)
+from thinkimg.tools import text, regions, drawing, calculate  # noqa: F401, I001  (registration; this order is the prompt order)
 from thinkimg.tools.base import Tool, ToolArgs, ToolError, ToolResult
 from thinkimg.tools.client import InProcessToolClient, ToolClient
 from thinkimg.tools.cache import CachedToolClient
