@@ -200,6 +200,30 @@ def test_expert_draws_its_line_where_point_found_the_bar():
         next_call(plan, ['Point: (1, 2) — "12"'])
 
 
+def test_expert_computes_with_calculate_from_the_numbers_read_and_answers_its_result():
+    plan = {"points": {"A": "the value label of A", "B": "the value label of B"},
+            "op": {"name": "absdiff", "keys": ["A", "B"]}, "calculate": True}
+    a = 'Point: (1, 2) — "7.5", the value label of the bar for "A"'
+    b = 'Point: (3, 4) — "12", the value label of the bar for "B"'
+    assert planned_calls(plan) == ["Point", "Point", "Calculate"]
+    assert next_call(plan, [a, b]) == ("Calculate", {"expression": "abs(7.5 - 12)"})
+    # the answer is what Calculate stated, even where the expert's own arithmetic would differ
+    assert answer_from(plan, [a, b, "abs(7.5 - 12) = 4.5"]) == "4.5"
+    assert answer_from(plan, [a, b, "abs(7.5 - 12) = 99"]) == "99"
+    assert next_call(plan, [a, b, "abs(7.5 - 12) = 4.5"]) is None
+    # totals and averages take every number OCR read, in plan order, printed separators dropped
+    ocr = '"1,200" [12, 11, 38, 23]\n"30.5" [62, 11, 88, 23]\n"-4" [112, 11, 138, 23]'
+    boxes = {"A": [10, 10, 40, 24], "B": [60, 10, 90, 24], "C": [110, 10, 140, 24]}
+    assert next_call({"read": boxes, "op": {"name": "sum"}, "calculate": True}, [ocr]) == \
+        ("Calculate", {"expression": "1200 + 30.5 + -4"})
+    assert next_call({"read": boxes, "op": {"name": "mean"}, "calculate": True}, [ocr]) == \
+        ("Calculate", {"expression": "(1200 + 30.5 + -4) / 3"})
+    with pytest.raises(ReadingError):  # Calculate refused: no result to copy
+        answer_from(plan, [a, b, "Error: Calculate: division by zero"])
+    with pytest.raises(ValueError, match="no calculation"):
+        planned_calls({"points": {"bar": "the highest bar"}, "op": {"name": "pick", "key": "bar"}, "calculate": True})
+
+
 # ------------------------------------------------------------------------------------------ the dataset
 
 
@@ -254,7 +278,7 @@ def test_replaying_a_trajectory_on_a_fresh_tool_server_gives_the_same_observatio
                     continue
                 call = message["tool_calls"][0]["function"]
                 observed = messages[i + 1]
-                result = client.call(call["name"], images[call["arguments"]["image"]], call["arguments"])
+                result = client.call(call["name"], images[call["arguments"].get("image", "img_0")], call["arguments"])
                 text = " ".join(p["text"] for p in observed["content"] if p["type"] == "text")
                 if result.images:
                     ref = next(p["ref"] for p in observed["content"] if p["type"] == "image")

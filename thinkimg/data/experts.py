@@ -15,7 +15,9 @@ quotes), ``bar_lines`` (``{"key", "category", "axis", "end"}``: Point "the bar f
 ``end`` (an index into the box Point gave) whose axis reading is the key's value), ``lines`` (``{"key", "axis",
 "at"}``: a line at a known pixel, read on the axis), and the OCR readings: ``read`` (key -> box of a printed value),
 ``labels`` (name -> box of a point label), ``text`` (box of a text to copy). ``op`` says how the readings become the
-answer. Boxes and pixels are of the original image (``img_0``).
+answer; with ``calculate`` the arithmetic ops (``absdiff``, ``sum``, ``mean``) are written as an expression over the
+numbers read (``abs(257 - 44)``, ``(12 + 3.5 + 8) / 3``) for a last Calculate call, and the answer is the result
+it states. Boxes and pixels are of the original image (``img_0``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ _SCALE = re.compile(r"upscaled x([0-9.]+)")
 POINT_QUOTE = re.compile(r' — ("(?:[^"\\]|\\.)*")')
 _READS = re.compile(r"axis reads (-?[0-9.]+) at")
 _RESULT = re.compile(r"The result is (img_\d+)\.")
+_CALCULATED = re.compile(r" = (\S+)$")
+#: How each arithmetic op is written for Calculate, from the numbers read (in plan order).
+CALCULATIONS = {
+    "absdiff": lambda xs: f"abs({xs[0]} - {xs[1]})",
+    "sum": lambda xs: " + ".join(xs),
+    "mean": lambda xs: f"({' + '.join(xs)}) / {len(xs)}",
+}
 
 
 class ReadingError(Exception):
@@ -63,12 +72,16 @@ def _steps(plan: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         steps.append(("line", line))
     if plan.get("read") or plan.get("text") or plan.get("labels"):
         steps.append(("ocr", {}))
+    if plan.get("calculate"):
+        if plan["op"]["name"] not in CALCULATIONS:
+            raise ValueError(f"plan op {plan['op']['name']!r} has no calculation; known: {', '.join(CALCULATIONS)}")
+        steps.append(("calc", {}))
     return steps
 
 
 def planned_calls(plan: dict[str, Any]) -> list[str]:
     """The names of the tools the plan calls, in order."""
-    names = {"point": "Point", "ocr": "OCR"}
+    names = {"point": "Point", "ocr": "OCR", "calc": "Calculate"}
     out = []
     for kind, step in _steps(plan):
         if kind == "view":
@@ -96,6 +109,8 @@ def next_call(plan: dict[str, Any], observations: list[str]) -> tuple[str, dict[
         return "Point", {"image": base, "description": step["description"]}
     if kind == "ocr":
         return "OCR", {"image": base}
+    if kind == "calc":
+        return "Calculate", {"expression": calculation(plan, observations)}
     # a line: drawn on the newest image of the line chain (each line stays visible on the next)
     image = base
     for text in observations:
@@ -147,9 +162,11 @@ def axis_reading(observation: str) -> float:
     return float(found.group(1))
 
 
-def answer_from(plan: dict[str, Any], observations: list[str]) -> str:
-    """Turn the tool observations (in call order) into the answer the plan's ``op`` asks for."""
-    steps = _steps(plan)
+def _readings(plan: dict[str, Any], observations: list[str]) -> tuple[dict[str, float], dict[str, str],
+                                                                      list[TextLine], Any]:
+    """What the reading calls found: numbers by key, Point's quoted texts by key, the OCR lines and the function
+    mapping a box of the original image into the view they were read on."""
+    steps = [step for step in _steps(plan) if step[0] != "calc"]
     if len(observations) < len(steps):
         raise ReadingError("fewer observations than planned calls")
     values: dict[str, float] = {}
@@ -181,6 +198,29 @@ def answer_from(plan: dict[str, Any], observations: list[str]) -> str:
         {line["key"] for line in plan.get("bar_lines", []) + plan.get("lines", [])}
     if wanted - set(values):
         raise ReadingError(f"no number read for {sorted(wanted - set(values))}")
+    return values, texts, lines, mapped
+
+
+def calculation(plan: dict[str, Any], observations: list[str]) -> str:
+    """The expression the plan's Calculate call evaluates, written from the numbers read (``abs(257 - 44)``)."""
+    values = _readings(plan, observations)[0]
+    op = plan["op"]
+    keys = op.get("keys") or list(values)
+    return CALCULATIONS[op["name"]]([format_number(values[k]) for k in keys])
+
+
+def answer_from(plan: dict[str, Any], observations: list[str]) -> str:
+    """Turn the tool observations (in call order) into the answer the plan's ``op`` asks for; with ``calculate``,
+    the result the Calculate call stated."""
+    if plan.get("calculate"):
+        steps = _steps(plan)
+        if len(observations) < len(steps):
+            raise ReadingError("fewer observations than planned calls")
+        found = _CALCULATED.search(observations[len(steps) - 1])
+        if found is None:
+            raise ReadingError("Calculate stated no result")
+        return found.group(1)
+    values, texts, lines, mapped = _readings(plan, observations)
     op = plan["op"]
     name = op["name"]
     if name == "pick":

@@ -7,7 +7,8 @@ a bar marks its value, the pixel of a line's point, the panel's title); *what* i
 outputs when the expert runs. Every question type says which tools its answer needs: on bar charts Point finds a
 printed value ("the value label of X"), the highest or lowest bar, the title; values between gridlines need the bar
 (Point) and a line at its end (DrawHorizontalLineByY / DrawVerticalLineByX read the axis there); other printed
-values need OCR (or Crop/ZoomInSubfigure then OCR).
+values need OCR (or Crop/ZoomInSubfigure then OCR). Differences, totals and averages of the values read are
+computed with Calculate (plan key ``calculate``).
 """
 
 from __future__ import annotations
@@ -280,7 +281,8 @@ def _extremum(chart: RenderedChart, rng: random.Random) -> Question | None:
     return Question("extremum", text, answer, ["OCR"], {"read": boxes, "op": op})
 
 
-@question_type("difference", "the difference between two categories' values (Point on bars, else OCR)",
+@question_type("difference", "the difference between two categories' values (Point on bars, else OCR; then "
+               "Calculate)",
                _LABELLED_SINGLE)
 def _difference(chart: RenderedChart, rng: random.Random) -> Question | None:
     table = _single(chart)
@@ -294,12 +296,12 @@ def _difference(chart: RenderedChart, rng: random.Random) -> Question | None:
     text = f"What is the difference between the values of {a} and {b}?"
     op = {"name": "absdiff", "keys": [a, b]}
     if _bars(chart):
-        return Question("difference", text, answer, ["Point"],
-                        {"points": {a: _value_label(a), b: _value_label(b)}, "op": op})
-    return Question("difference", text, answer, ["OCR"], {"read": boxes, "op": op})
+        return Question("difference", text, answer, ["Point", "Calculate"],
+                        {"points": {a: _value_label(a), b: _value_label(b)}, "op": op, "calculate": True})
+    return Question("difference", text, answer, ["OCR", "Calculate"], {"read": boxes, "op": op, "calculate": True})
 
 
-@question_type("sum_average", "the total or the average of all values (OCR)", _LABELLED_SINGLE)
+@question_type("sum_average", "the total or the average of all values (OCR, then Calculate)", _LABELLED_SINGLE)
 def _sum_average(chart: RenderedChart, rng: random.Random) -> Question | None:
     table = _single(chart)
     boxes = _reads(chart, table)
@@ -308,9 +310,10 @@ def _sum_average(chart: RenderedChart, rng: random.Random) -> Question | None:
     values = table.series[table.series_names[0]]
     if rng.random() < 0.5:
         return Question("sum_average", "What is the sum of all the values shown?", format_number(sum(values)),
-                        ["OCR"], {"read": boxes, "op": {"name": "sum"}})
+                        ["OCR", "Calculate"], {"read": boxes, "op": {"name": "sum"}, "calculate": True})
     return Question("sum_average", "What is the average of the values shown?",
-                    format_number(sum(values) / len(values)), ["OCR"], {"read": boxes, "op": {"name": "mean"}})
+                    format_number(sum(values) / len(values)), ["OCR", "Calculate"],
+                    {"read": boxes, "op": {"name": "mean"}, "calculate": True})
 
 
 @question_type("ranking", "the category ranked second or third highest (Point on bars, else OCR)", _LABELLED_SINGLE)
@@ -447,7 +450,8 @@ def _series_compare(chart: RenderedChart, rng: random.Random) -> Question | None
                     {"lines": lines, "op": {"name": "argmax"}})
 
 
-@question_type("stack_total", "the total of one stacked bar (sum of its printed segments, or read at its top)",
+@question_type("stack_total", "the total of one stacked bar (its printed segments summed with Calculate, or read "
+               "at its top)",
                _is("stacked_bar"))
 def _stack_total(chart: RenderedChart, rng: random.Random) -> Question | None:
     table = _single(chart)
@@ -458,7 +462,8 @@ def _stack_total(chart: RenderedChart, rng: random.Random) -> Question | None:
         boxes = {s: _value_box(chart, cat, s) for s in table.series_names}
         if None in boxes.values():
             return None
-        return Question("stack_total", text, format_number(total), ["OCR"], {"read": boxes, "op": {"name": "sum"}})
+        return Question("stack_total", text, format_number(total), ["OCR", "Calculate"],
+                        {"read": boxes, "op": {"name": "sum"}, "calculate": True})
     top = _line(chart, cat, cat, table.series_names[-1])
     if top is None or not _readable_on_axis(chart, total):
         return None
