@@ -86,3 +86,70 @@ def test_copy_drill_trains_the_model_in_place_and_reports_accuracy(tiny):
                        progress=False)
     assert stats["steps"] == 5 and 0.0 <= stats["copy_accuracy_after"] <= 1.0
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def _scripted_drill(tiny, monkeypatch, checks: list[float], steps: int, restart_steps: int = 0):
+    """Run the drill to a target with its held-out checks answering ``checks`` in turn (the first call, the
+    accuracy before, and the last, after, answer 0.5); returns its stats and the shape of each training batch."""
+    import thinkimg.train.copy_drill as drill
+
+    answers = iter([0.5, *checks])
+    shapes = []
+    real_batch = drill.drill_batch
+
+    def batch(rng, tokens, size, shape=PHRASES):
+        if size == 2:  # a training batch (the held-out ones hold 32)
+            shapes.append("one_word" if shape == ONE_WORD else "phrases")
+        return real_batch(rng, tokens, size, shape)
+
+    monkeypatch.setattr(drill, "CHECK_EVERY", 2)
+    monkeypatch.setattr(drill, "drill_batch", batch)
+    monkeypatch.setattr(drill, "copy_accuracy", lambda model, ids, labels: next(answers, 0.5))
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(str(tiny))
+    stats = drill.copy_drill(model, load_processor(tiny).tokenizer, steps=steps, batch_size=2, learning_rate=1e-3,
+                             seed=0, target=0.9, restart_steps=restart_steps, progress=False)
+    return stats, shapes
+
+
+def test_drill_to_a_target_moves_to_phrases_when_one_word_is_copied_and_stops_when_phrases_are(tiny, monkeypatch):
+    stats, shapes = _scripted_drill(tiny, monkeypatch, [0.1, 0.5, 0.95, 0.3, 0.92], steps=40)
+    assert shapes == ["one_word"] * 6 + ["phrases"] * 4  # one word until the check at step 6, phrases until 10
+    assert stats["steps"] == 10 and stats["one_word_steps"] == 6
+    assert stats["reached"] == {"one_word": True, "phrases": True}
+    assert [(s, part) for s, part, _ in stats["checks"]] == [(2, "one_word"), (4, "one_word"), (6, "one_word"),
+                                                             (8, "phrases"), (10, "phrases")]
+
+
+def test_drill_short_of_its_target_caps_the_one_word_part_and_says_so(tiny, monkeypatch, caplog):
+    stats, shapes = _scripted_drill(tiny, monkeypatch, [0.1] * 20, steps=16)
+    assert shapes == ["one_word"] * 12 + ["phrases"] * 4  # three quarters, then the rest
+    assert stats["steps"] == 16 and stats["reached"] == {"one_word": False, "phrases": False}
+    assert "short of the target 0.90" in caplog.text
+
+
+def test_drill_without_a_head_starts_over_from_a_fresh_initialisation_with_the_next_seed(tiny, monkeypatch, caplog):
+    import thinkimg.train.copy_drill as drill
+
+    seeds = []
+    real = drill._reinitialise
+    monkeypatch.setattr(drill, "_reinitialise", lambda model, seed: (seeds.append(seed), real(model, seed)))
+    stats, shapes = _scripted_drill(tiny, monkeypatch, [0.1, 0.2, 0.95, 0.97], steps=40, restart_steps=4)
+    assert seeds == [1]  # the first attempt gave up at step 4, the second formed the head at its step 2
+    assert [(a["seed"], a["steps"]) for a in stats["attempts"]] == [(0, 4), (1, 4)]
+    assert shapes == ["one_word"] * 4 + ["one_word"] * 2 + ["phrases"] * 2
+    assert stats["steps"] == 8 and stats["reached"] == {"one_word": True, "phrases": True}
+    assert "starting over with seed 1" in caplog.text
+
+
+def test_reinitialising_draws_the_weights_a_fresh_build_with_that_seed_draws(tiny):
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    from thinkimg.train.copy_drill import _reinitialise
+
+    model = AutoModelForImageTextToText.from_pretrained(str(tiny))
+    _reinitialise(model, 5)
+    torch.manual_seed(5)
+    fresh = AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(str(tiny)))
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in model.state_dict().items())

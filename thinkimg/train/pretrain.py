@@ -57,6 +57,12 @@ class PretrainParams(StrictModel):
     #: Steps of copy drill before the warm start (:mod:`thinkimg.train.copy_drill`: dense practice in copying by
     #: content, which grows the induction head the warm start's sparse copies do not); 0 skips it.
     copy_drill_steps: int = Field(0, ge=0)
+    #: Held-out copy accuracy that ends each part of the drill (one word, then phrases); ``copy_drill_steps`` is
+    #: then the most it may take. 0: a fixed split, half one word, half phrases.
+    copy_drill_target: float = Field(0.0, ge=0.0, le=1.0)
+    #: With a target: start the drill over from a fresh initialisation when its one-word part has not reached the
+    #: target after this many steps (0: never).
+    copy_drill_restart_steps: int = Field(0, ge=0)
     copy_drill_batch_size: int = Field(16, ge=1, le=4096)
     copy_drill_learning_rate: float = Field(1e-3, gt=0, le=1.0)
     #: Keep every checkpoint as a model folder ``<model>/pretrain-steps/step-N`` (weights + processor), not only the
@@ -270,7 +276,8 @@ def pretrain(model_dir: Path, params: PretrainParams, *, resume: bool = True,
         from thinkimg.train.copy_drill import copy_drill
 
         drill = copy_drill(model, processor.tokenizer, params.copy_drill_steps, params.copy_drill_batch_size,
-                           params.copy_drill_learning_rate, params.seed, progress=progress)
+                           params.copy_drill_learning_rate, params.seed, target=params.copy_drill_target,
+                           restart_steps=params.copy_drill_restart_steps, progress=progress)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, math.ceil(params.warmup_ratio * params.steps), params.steps)
