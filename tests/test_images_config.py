@@ -93,4 +93,4 @@ def test_shipped_tools_config_is_valid():
     from pathlib import Path
 
     cfg = load_yaml(Path(__file__).resolve().parents[1] / "configs" / "tools.yaml", ToolsConfig)
-    assert cfg.server.host == "127.0.0.1" and len(cfg.tools) == 7
+    assert cfg.server.host == "127.0.0.1" and len(cfg.tools) == 8 and cfg.tools[-1] == "Calculate"
