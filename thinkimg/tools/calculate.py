@@ -79,10 +79,15 @@ def format_result(value: float) -> str:
     return text if text not in ("0", "-0") else f"{value:.{RESULT_DECIMALS}g}"
 
 
+def normalise(expression: str) -> str:
+    """``expression`` with its whitespace runs (newlines too) made single spaces, as it is evaluated and stated."""
+    return " ".join(expression.split())
+
+
 def evaluate(expression: str) -> float:
     """The value of an arithmetic ``expression``; a :class:`ToolError` on ``expression`` says what is wrong and
     where (column, 1-based)."""
-    text = " ".join(expression.split())
+    text = normalise(expression)
     if not text:
         raise ToolError("argument 'expression' is empty; write e.g. '257 - 44'", argument="expression")
     if len(text) > MAX_EXPRESSION_CHARS:
@@ -161,7 +166,7 @@ class Calculate(Tool):
 
     def run(self, image: Image.Image, args: CalculateArgs) -> ToolResult:
         value = evaluate(args.expression)
-        expression = " ".join(args.expression.split())
+        expression = normalise(args.expression)
         result = format_result(value)
         return ToolResult(text=f"{expression} = {result}", data={"expression": expression, "value": value,
                                                                   "result": result})

@@ -159,7 +159,6 @@ def copy_drill(model: Any, tokenizer: Any, steps: int, batch_size: int, learning
             bar.update(1)
             if target and step % CHECK_EVERY == 0:
                 accuracy = copy_accuracy(model, *checked[part])
-                model.train()
                 checks.append((total + step, part, accuracy))
                 bar.set_postfix(part=part, copy=accuracy)
                 if accuracy >= target:
@@ -179,7 +178,6 @@ def copy_drill(model: Any, tokenizer: Any, steps: int, batch_size: int, learning
                     "with seed %d", step, attempt_seed, checks[-1][2], attempt_seed + 1)
     bar.close()
     after = copy_accuracy(model, *held)
-    model.train()
     out = {"steps": total, "one_word_steps": min(word_steps, step), "copy_accuracy_before": before,
            "copy_accuracy_after": after, "seconds": round(time.perf_counter() - start, 1)}
     if target:
