@@ -230,3 +230,22 @@ def test_kept_checkpoints_are_model_folders_a_probe_can_load(tmp_path, dataset):
     final, last = _weights(params.out), _weights(steps / "step-8")
     assert all(torch_equal(final[k], last[k]) for k in final)
     assert not all(torch_equal(final[k], _weights(steps / "step-4")[k]) for k in final)
+
+
+def test_copy_rehearsal_trains_on_drill_sequences_and_resumes_to_the_same_weights(tmp_path, dataset, monkeypatch):
+    straight = _tiny_params(tmp_path / "straight", dataset, copy_drill_steps=3, copy_drill_batch_size=2,
+                            copy_rehearsal=2)
+    stats = prepare_base_model(straight)["pretrain"]
+    assert stats["copy_rehearsal"] == 2
+    assert set(stats["copy_after_warm_start"]) == {"phrases", "one_word"}
+    without = _tiny_params(tmp_path / "without", dataset, copy_drill_steps=3, copy_drill_batch_size=2)
+    prepare_base_model(without)
+    assert not all(torch_equal(a, b) for a, b in zip(_weights(straight.out).values(), _weights(without.out).values()))
+
+    crashing = _tiny_params(tmp_path / "crashed", dataset, copy_drill_steps=3, copy_drill_batch_size=2,
+                            copy_rehearsal=2)
+    _interrupt_after(monkeypatch, crashing, 12)
+    resumed = prepare_base_model(crashing)["pretrain"]
+    assert resumed["resumed_from"] == 4  # the rehearsal draws on where the checkpoint left it
+    a, b = _weights(straight.out), _weights(crashing.out)
+    assert all(torch_equal(a[k], b[k]) for k in a)

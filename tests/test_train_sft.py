@@ -342,3 +342,43 @@ def test_relabel_reads_made_up_labels_in_the_text_and_keeps_the_images(processor
     assert texts(first) != texts(second)  # a fresh draw on each read
     assert len(images(first)) == len(images(plain)) >= 1
     assert [m["role"] for m in first["messages"]] == [m["role"] for m in plain["messages"]]
+
+
+# ------------------------------------------------------------------------------------------------ copy rehearsal
+
+
+def test_copy_rehearsal_adds_drill_loss_each_step_and_reports_the_copy_kept(tiny, dataset, tmp_path, monkeypatch):
+    from thinkimg.train import copy_drill
+
+    calls = []
+    real = copy_drill.Rehearsal.loss
+    monkeypatch.setattr(copy_drill.Rehearsal, "loss", lambda self, model: calls.append(1) or real(self, model))
+    params = _params(tiny, dataset, tmp_path / "rehearsed", max_steps=3, save_steps=100, copy_rehearsal=2)
+    summary = train_sft(params, mlflow_run=False)
+    assert len(calls) == 3 and summary["copy_rehearsal"] == 2
+    assert 0.0 <= summary["copy_phrases"] <= 1.0 and 0.0 <= summary["copy_one_word"] <= 1.0
+    plain = train_sft(_params(tiny, dataset, tmp_path / "plain", max_steps=3, save_steps=100), mlflow_run=False)
+    assert len(calls) == 3 and "copy_phrases" in plain  # measured without rehearsing too
+    a = (params.out / "model.safetensors").read_bytes()
+    assert a != (tmp_path / "plain" / "model.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("scaled, expected", [(True, 1.0 + 6.0 / 3), (False, 1.0 + 6.0)])
+def test_rehearsal_loss_is_scaled_as_the_trainer_scales_its_own(scaled, expected):
+    from thinkimg.train.sft import rehearsing
+
+    class Trainer:
+        loss_is_scaled_for_ga = scaled
+        current_gradient_accumulation_steps = 3
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            return (torch.tensor(1.0), "outputs") if return_outputs else torch.tensor(1.0)
+
+    class SixLoss:
+        def loss(self, model):
+            return torch.tensor(6.0)
+
+    trainer = rehearsing(Trainer, SixLoss())()
+    assert float(trainer.compute_loss(None, {})) == pytest.approx(expected)
+    loss, outputs = trainer.compute_loss(None, {}, return_outputs=True)
+    assert float(loss) == pytest.approx(expected) and outputs == "outputs"

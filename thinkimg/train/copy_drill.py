@@ -13,6 +13,10 @@ hundreds, do not make such a head form at all (README, "what limits it"). A firs
 quote, run to the end of the sequence) taught copying but not stopping: its models copied on past a label, into
 the JSON after it, or round a loop ("Household water usehold water usehold ...").
 Deterministic for a seed; it has no checkpoint of its own (a few minutes; an interrupted drill starts over).
+
+Training on other text afterwards wears the head away: after the learning result's warm start (3,000 steps at
+learning rate 2e-3) held-out phrases were copied 31 % and long words 2 %, against 99 % when the drill ended.
+:class:`Rehearsal` mixes a few drill sequences into every later step to keep it; :func:`held_out_copy` measures it.
 """
 
 from __future__ import annotations
@@ -186,6 +190,49 @@ def copy_drill(model: Any, tokenizer: Any, steps: int, batch_size: int, learning
             log.warning("copy drill: held-out copy accuracy %.3f after %d steps, short of the target %.2f "
                         "(one-word part %s it); the warm start will copy less well", after, total, target,
                         "reached" if reached["one_word"] else "did not reach")
+    return out
+
+
+class Rehearsal:
+    """Drill sequences mixed into a later stage's steps (the warm start, SFT) so the copy head the drill grew is
+    kept: :meth:`loss` is the copy loss of ``batch_size`` fresh sequences, one-word runs and phrases in turn, for
+    the caller to add to its own. Deterministic for a seed; :meth:`state` and :meth:`load_state` carry the draw
+    across a checkpoint."""
+
+    def __init__(self, tokenizer: Any, batch_size: int, seed: int):
+        self.tokens = drill_tokens(tokenizer)
+        self.batch_size = batch_size
+        self.rng = random.Random(seed)
+        self.count = 0
+
+    def loss(self, model: Any):
+        """The drill loss of the next batch on ``model`` (a tensor with its graph, on the model's device)."""
+        shape = ONE_WORD if self.count % 2 == 0 else PHRASES
+        self.count += 1
+        ids, labels = drill_batch(self.rng, self.tokens, self.batch_size, shape)
+        device = next(model.parameters()).device
+        return model(input_ids=ids.to(device), labels=labels.to(device)).loss
+
+    def state(self) -> dict[str, Any]:
+        return {"rng": self.rng.getstate(), "count": self.count}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.rng.setstate(state["rng"])
+        self.count = state["count"]
+
+
+def held_out_copy(model: Any, tokenizer: Any, seed: int = 0, batch_size: int = 64) -> dict[str, float]:
+    """Teacher-forced copy accuracy of ``model`` on held-out drill sequences (phrases and long single words; the
+    draw depends on ``seed`` only), to see how much of the drill's copying a stage kept."""
+    tokens = drill_tokens(tokenizer)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = {}
+    for name, shape, offset in (("phrases", PHRASES, 101), ("one_word", ONE_WORD, 102)):
+        ids, labels = drill_batch(random.Random(seed + offset), tokens, batch_size, shape)
+        out[name] = copy_accuracy(model, ids.to(device), labels.to(device))
+    model.train(was_training)
     return out
 
 

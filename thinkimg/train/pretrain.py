@@ -17,7 +17,8 @@ built model continues from there to the same weights an uninterrupted run reache
 each one as a loadable model folder ``<model>/pretrain-steps/step-N`` (to probe how copying forms over the run).
 
 ``copy_drill_steps`` first drills the fresh model in copying by content (:mod:`thinkimg.train.copy_drill`); a
-resumed run finds the drill already in its checkpoint's weights.
+resumed run finds the drill already in its checkpoint's weights. ``copy_rehearsal`` adds that many drill sequences
+to every step, and the summary reports the held-out drill copy accuracy the warm start ends with.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ class PretrainParams(StrictModel):
     copy_drill_restart_steps: int = Field(0, ge=0)
     copy_drill_batch_size: int = Field(16, ge=1, le=4096)
     copy_drill_learning_rate: float = Field(1e-3, gt=0, le=1.0)
+    #: Drill sequences whose copy loss is added to every warm-start step (:class:`~thinkimg.train.copy_drill.
+    #: Rehearsal`: keeps the head the drill grew, which the warm start otherwise wears away); 0: none.
+    copy_rehearsal: int = Field(0, ge=0, le=4096)
     #: Keep every checkpoint as a model folder ``<model>/pretrain-steps/step-N`` (weights + processor), not only the
     #: latest (which is removed when the warm start finishes).
     keep_checkpoints: bool = False
@@ -73,6 +77,8 @@ class PretrainParams(StrictModel):
 #: Fields that may change between an interrupted warm start and its resumption (they do not change the result).
 _RESUMABLE_CHANGES = {"save_steps", "keep_checkpoints"}
 CHECKPOINT = "pretrain-checkpoint"
+#: Offset of the rehearsal's seed from ``seed`` (its sequences differ from the drill's).
+REHEARSAL_SEED = 1000
 STEPS = "pretrain-steps"
 
 
@@ -278,6 +284,11 @@ def pretrain(model_dir: Path, params: PretrainParams, *, resume: bool = True,
         drill = copy_drill(model, processor.tokenizer, params.copy_drill_steps, params.copy_drill_batch_size,
                            params.copy_drill_learning_rate, params.seed, target=params.copy_drill_target,
                            restart_steps=params.copy_drill_restart_steps, progress=progress)
+    rehearsal = None
+    if params.copy_rehearsal:
+        from thinkimg.train.copy_drill import Rehearsal
+
+        rehearsal = Rehearsal(processor.tokenizer, params.copy_rehearsal, params.seed + REHEARSAL_SEED)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, math.ceil(params.warmup_ratio * params.steps), params.steps)
@@ -288,6 +299,8 @@ def pretrain(model_dir: Path, params: PretrainParams, *, resume: bool = True,
         schedule.load_state_dict(state["schedule"])
         stream.load_state(state["stream"])
         torch.set_rng_state(state["torch_rng"])
+        if rehearsal:
+            rehearsal.load_state(state["rehearsal"])
         losses, first, seconds = list(state["losses"]), state["step"], state["seconds"]
     start = time.perf_counter()
     bar = tqdm(range(first, params.steps), desc="pretrain", disable=not progress, initial=first, total=params.steps)
@@ -302,12 +315,14 @@ def pretrain(model_dir: Path, params: PretrainParams, *, resume: bool = True,
             loss = (token_loss * weight.reshape(-1)).sum() / weight.sum()
         else:
             loss = model(input_ids=batch, labels=batch).loss
+        losses.append(loss.item())
+        if rehearsal:
+            loss = loss + rehearsal.loss(model)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
         if step % 10 == 0:
             bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
         done = step + 1
@@ -316,14 +331,20 @@ def pretrain(model_dir: Path, params: PretrainParams, *, resume: bool = True,
                 "step": done, "params": params.model_dump(mode="json", exclude=_RESUMABLE_CHANGES),
                 "model_digest": digest, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                 "stream": stream.state(), "torch_rng": torch.get_rng_state(), "losses": losses, "copy_drill": drill,
+                "rehearsal": rehearsal.state() if rehearsal else None,
                 "seconds": seconds + time.perf_counter() - start}, params.keep_checkpoints)
+    copy_after = None
+    if drill or rehearsal:
+        from thinkimg.train.copy_drill import held_out_copy
+
+        copy_after = held_out_copy(model, processor.tokenizer, params.seed)
     model.save_pretrained(str(model_dir))
     shutil.rmtree(model_dir / CHECKPOINT, ignore_errors=True)
     if params.keep_checkpoints:
         _keep_step(model_dir, model, processor, params.steps)
     window = max(1, min(20, len(losses) // 4))
     return {"steps": params.steps, "chunks": chunks, "relabel": params.relabel, "copy_weight": params.copy_weight,
-            "copy_drill": drill,
+            "copy_drill": drill, "copy_rehearsal": params.copy_rehearsal, "copy_after_warm_start": copy_after,
             "tokens_seen": params.steps * params.batch_size * params.seq_len, "resumed_from": first,
             "loss_first": sum(losses[:window]) / window, "loss_last": sum(losses[-window:]) / window,
             "seconds": round(seconds + time.perf_counter() - start, 1)}

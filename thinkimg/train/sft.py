@@ -14,6 +14,11 @@ ones (:mod:`thinkimg.train.relabel`), afresh on every read. Only the text change
 labels, so such a trajectory teaches copying from the question and the tool replies and contradicts what the chart
 shows. Meant for tiny models that cannot read the chart anyway and otherwise memorise the training labels; leave it
 at 0 for a real checkpoint.
+
+``copy_rehearsal`` (default 0) adds the copy loss of that many drill sequences to every step
+(:class:`~thinkimg.train.copy_drill.Rehearsal`), for a tiny model whose copy head SFT would otherwise wear away;
+with the tiny model's tokenizer the summary reports the held-out drill copy accuracy SFT ends with. A resumed run
+draws its rehearsal sequences anew.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from thinkimg.train.common import (TrainError, TrainParams, check_dataset_dir, c
                                    trainer_args)
 
 EXPERIMENT = "sft"
+#: Offset of the copy rehearsal's seed from ``seed``.
+REHEARSAL_SEED = 1000
 
 
 class SFTError(TrainError):
@@ -47,6 +54,8 @@ class SFTParams(TrainParams):
     max_length: int = Field(4096, ge=64)
     #: Share of trajectories read relabelled (made-up labels in the text, not in the images); see the module doc.
     relabel: float = Field(0.0, ge=0.0, le=1.0)
+    #: Copy-drill sequences whose loss is added to every step (tiny models; see the module doc); 0: none.
+    copy_rehearsal: int = Field(0, ge=0, le=4096)
 
 
 def load_params(path: str | Path) -> SFTParams:
@@ -108,6 +117,40 @@ def sft_dataset(records: list[dict[str, Any]], root: Path, renderer, relabel: fl
     return dataset
 
 
+def rehearsing(trainer_class: type, rehearsal: Any) -> type:
+    """``trainer_class`` with ``rehearsal.loss(model)`` added to each micro-batch's loss, scaled as the trainer
+    scales its own for gradient accumulation (so a step's rehearsal weighs the same at any accumulation)."""
+
+    class RehearsingTrainer(trainer_class):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            out = super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                       num_items_in_batch=num_items_in_batch)
+            extra = rehearsal.loss(model)
+            # transformers divides the loss by the accumulation steps unless it counts as already scaled
+            scaled = getattr(self, "loss_is_scaled_for_ga", None)
+            if scaled is None:
+                scaled = (getattr(self, "model_accepts_loss_kwargs", False) and num_items_in_batch is not None) \
+                    or getattr(self, "compute_loss_func", None) is not None
+            if scaled:
+                extra = extra / self.current_gradient_accumulation_steps
+            return (out[0] + extra, out[1]) if return_outputs else out + extra
+
+    RehearsingTrainer.__name__ = RehearsingTrainer.__qualname__ = "Rehearsing" + trainer_class.__name__
+    return RehearsingTrainer
+
+
+def copy_kept(model: Any, tokenizer: Any, seed: int) -> dict[str, float]:
+    """Held-out drill copy accuracy (:func:`~thinkimg.train.copy_drill.held_out_copy`) as metrics, for a tokenizer
+    the drill can use (the tiny model's); empty for others (a real checkpoint's has no single-token space)."""
+    from thinkimg.train.copy_drill import held_out_copy
+
+    try:
+        kept = held_out_copy(model, tokenizer, seed)
+    except ValueError:  # not a tokenizer the drill is built for: nothing to report
+        return {}
+    return {f"copy_{name}": value for name, value in kept.items()}
+
+
 def _config(params: SFTParams, *, report_to: list[str]):
     from trl import SFTConfig
 
@@ -149,12 +192,20 @@ def train_sft(params: SFTParams, *, resume: bool = True, mlflow_run: bool = True
         model = AutoModelForImageTextToText.from_pretrained(str(params.model), dtype=torch.float32)
         lora = lora_config(params.lora_r, params.lora_alpha, params.lora_dropout) if params.lora else None
         dataset = sft_dataset(records, params.dataset, renderer, params.relabel, params.seed)
-        trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=processor,
+        trainer_class = SFTTrainer
+        if params.copy_rehearsal:
+            from thinkimg.train.copy_drill import Rehearsal
+
+            trainer_class = rehearsing(SFTTrainer, Rehearsal(processor.tokenizer, params.copy_rehearsal,
+                                                             params.seed + REHEARSAL_SEED))
+        trainer = trainer_class(model=model, args=config, train_dataset=dataset, processing_class=processor,
                              peft_config=lora)
         summary = run_training(
             trainer, params, checkpoint, active=active,
             summary={"trajectories": len(records), "skipped_too_long": too_long, "relabel": params.relabel,
+                     "copy_rehearsal": params.copy_rehearsal,
                      "resumed_from": checkpoint, "out": str(params.out)},
             log=("trajectories", "skipped_too_long"),
+            after=lambda: copy_kept(trainer.model, processor.tokenizer, params.seed),
             save=lambda: save_final(trainer, processor, params.out, params.lora))
     return summary
