@@ -113,6 +113,17 @@ def test_crop_bad_boxes_name_the_argument(client, bar_chart, box, fragment):
     assert (err.value.argument or "").startswith("box")
 
 
+def test_a_result_thinner_than_a_vision_model_takes_is_refused(client, bar_chart):
+    # a 262 x 1 box became a 1048 x 4 crop, on which Qwen2-VL's processor raised mid-rollout and stopped GRPO
+    with pytest.raises(ToolError) as err:
+        client.call("Crop", bar_chart.image, {"box": [0, 100, 262, 101]})
+    assert err.value.message.startswith("Crop: the result would be a 1048x4 px image, sides in ratio 262:1")
+    assert "limits.max_aspect_ratio" in err.value.message
+    assert client.call("Crop", bar_chart.image, {"box": [0, 100, 262, 103]}).images[0].size == (1048, 12)
+    loose = InProcessToolClient(ToolsConfig(tools=["Crop"], limits=LimitsConfig(max_aspect_ratio=300)))
+    assert loose.call("Crop", bar_chart.image, {"box": [0, 100, 262, 101]}).images[0].size == (1048, 4)
+
+
 def test_crop_missing_box(client, bar_chart):
     with pytest.raises(ToolError, match="'box': Field required"):
         client.call("Crop", bar_chart.image, {})

@@ -87,6 +87,9 @@ class LimitsConfig(StrictModel):
     max_request_bytes: int = Field(48 * 1024 * 1024, ge=1024)
     max_image_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024)
     max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
+    #: Longest side over shortest of an image a tool returns; thinner ones are refused (Qwen2-VL's processor
+    #: raises on 200 or more, which would stop a GRPO run mid-rollout).
+    max_aspect_ratio: float = Field(100.0, ge=1.0)
     #: Seconds a single tool call may run before the client gets 504.
     call_timeout_s: float = Field(30.0, gt=0)
     #: Calls waiting for a worker beyond this are refused with 503 (back-pressure, never a hang).

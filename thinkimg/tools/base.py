@@ -81,12 +81,24 @@ class Tool(ABC):
     def execute(self, image: Image.Image, args: ToolArgs) -> ToolResult:
         """Run on already validated ``args``; every :class:`ToolError` message starts with the tool's name."""
         try:
-            return self.run(image, args)
+            result = self.run(image, args)
+            self._check_images(result)
+            return result
         except ToolError as exc:
             if not exc.message.startswith(f"{self.name}:"):
                 exc.message = f"{self.name}: {exc.message}"
                 exc.args = (exc.message,)
             raise
+
+    def _check_images(self, result: ToolResult) -> None:
+        """Refuse a result image thinner than ``limits.max_aspect_ratio`` (a vision model cannot take it)."""
+        limit = self.context.config.limits.max_aspect_ratio
+        for out in result.images:
+            ratio = max(out.size) / max(1, min(out.size))
+            if ratio > limit:
+                raise ToolError(f"the result would be a {out.width}x{out.height} px image, sides in ratio "
+                                f"{ratio:.0f}:1, over the {limit:g}:1 a vision model takes "
+                                "(limits.max_aspect_ratio); choose a region less thin")
 
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
