@@ -15,6 +15,7 @@ after the sweep artifacts/learning/ and metrics/learning_result.* hold the last 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import subprocess
@@ -31,7 +32,7 @@ COLUMNS = {"accuracy": "with tools", "accuracy_without_tools": "without tools", 
 
 def seeded(params: dict, seed: int) -> dict:
     """``params`` with every training seed set to ``seed`` (the data engine's seed left alone)."""
-    out = json.loads(json.dumps(params))
+    out = copy.deepcopy(params)
     for section in ("model", "sft", "grpo"):
         if section not in out:
             raise SystemExit(f"params: no `{section}` section to seed")

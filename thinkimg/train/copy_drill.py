@@ -36,6 +36,8 @@ MAX_RUN = 30
 log = logging.getLogger(__name__)
 #: Steps between held-out accuracy checks when the drill runs to a target.
 CHECK_EVERY = 250
+#: Offset of a rehearsal's random seed from the stage's seed (its sequences differ from the drill's).
+REHEARSAL_SEED = 1000
 #: Runs of the first half of the drill (words per run, pieces per word) and of the second half.
 ONE_WORD = ((1, 1), (6, 30))
 PHRASES = ((1, 6), (1, 4))
@@ -196,13 +198,13 @@ def copy_drill(model: Any, tokenizer: Any, steps: int, batch_size: int, learning
 class Rehearsal:
     """Drill sequences mixed into a later stage's steps (the warm start, SFT) so the copy head the drill grew is
     kept: :meth:`loss` is the copy loss of ``batch_size`` fresh sequences, one-word runs and phrases in turn, for
-    the caller to add to its own. Deterministic for a seed; :meth:`state` and :meth:`load_state` carry the draw
-    across a checkpoint."""
+    the caller to add to its own. Deterministic for the stage's ``seed``; :meth:`state` and :meth:`load_state`
+    carry the draw across a checkpoint."""
 
     def __init__(self, tokenizer: Any, batch_size: int, seed: int):
         self.tokens = drill_tokens(tokenizer)
         self.batch_size = batch_size
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed + REHEARSAL_SEED)
         self.count = 0
 
     def loss(self, model: Any):

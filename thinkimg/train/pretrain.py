@@ -77,8 +77,6 @@ class PretrainParams(StrictModel):
 #: Fields that may change between an interrupted warm start and its resumption (they do not change the result).
 _RESUMABLE_CHANGES = {"save_steps", "keep_checkpoints"}
 CHECKPOINT = "pretrain-checkpoint"
-#: Offset of the rehearsal's seed from ``seed`` (its sequences differ from the drill's).
-REHEARSAL_SEED = 1000
 STEPS = "pretrain-steps"
 
 
@@ -288,7 +286,7 @@ def pretrain(model_dir: Path, params: PretrainParams, *, resume: bool = True,
     if params.copy_rehearsal:
         from thinkimg.train.copy_drill import Rehearsal
 
-        rehearsal = Rehearsal(processor.tokenizer, params.copy_rehearsal, params.seed + REHEARSAL_SEED)
+        rehearsal = Rehearsal(processor.tokenizer, params.copy_rehearsal, params.seed)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, math.ceil(params.warmup_ratio * params.steps), params.steps)

@@ -36,8 +36,6 @@ from thinkimg.train.common import (TrainError, TrainParams, check_dataset_dir, c
                                    trainer_args)
 
 EXPERIMENT = "sft"
-#: Offset of the copy rehearsal's seed from ``seed``.
-REHEARSAL_SEED = 1000
 
 
 class SFTError(TrainError):
@@ -197,9 +195,9 @@ def train_sft(params: SFTParams, *, resume: bool = True, mlflow_run: bool = True
             from thinkimg.train.copy_drill import Rehearsal
 
             trainer_class = rehearsing(SFTTrainer, Rehearsal(processor.tokenizer, params.copy_rehearsal,
-                                                             params.seed + REHEARSAL_SEED))
+                                                             params.seed))
         trainer = trainer_class(model=model, args=config, train_dataset=dataset, processing_class=processor,
-                             peft_config=lora)
+                                peft_config=lora)
         summary = run_training(
             trainer, params, checkpoint, active=active,
             summary={"trajectories": len(records), "skipped_too_long": too_long, "relabel": params.relabel,
