@@ -2,8 +2,8 @@
 # The learning result (README, "The learning result"): the pipeline's stages at configs/learning_result.yaml's sizes,
 # base -> SFT -> GRPO, each evaluated on the held-out eval split with and without tools. Outputs under
 # artifacts/learning/, the table in metrics/learning_result.{json,md}, runs and the candidate in MLflow (mlruns/).
-# ~34 min on 2 CPU cores (copy drill ~7 with one restart, warm start ~16, SFT ~3.5, GRPO ~1, evaluation ~4) after
-# curation (~6.5 min; skipped when artifacts/learning/charts is already there).
+# ~35 min on 2 CPU cores (copy drill ~2.5, ~7 with a restart; warm start ~18, SFT ~8, GRPO ~1.5, evaluation ~4.5)
+# after curation (~24 min for 6,000 trajectories; skipped when artifacts/learning/charts is already there).
 # Usage: bash scripts/learning_result.sh [PARAMS]   (default configs/learning_result.yaml)
 set -euo pipefail
 cd "$(dirname "$0")/.."
