@@ -442,3 +442,103 @@ def test_chart_title_joins_its_lines_and_skips_ticks_subtitles_and_neighbours():
                  ("% of graduates who borrowed, by type of institution", (3, 63, 290, 83)),
                  ("Private non-profit", (16, 91, 110, 108)), ("74", (263, 89, 289, 110))
                  ) == "Private College Graduates Exceed Public College Grads in Borrowing"
+
+
+# ------------------------------------------------------------------------------------------ the point of a line
+
+
+def _line_charts() -> dict[str, RenderedChart]:
+    from thinkimg.data.render import ChartStyle, render_chart
+    from thinkimg.data.tables import Table
+
+    years = ["2016", "2017", "2018", "2019", "2020", "2021"]
+    three = Table("Net migration", years, {"Germany": [830, 760, 805, 815, 798, 885],
+                                           "United Kingdom": [265, 292, 348, 352, 505, 541],
+                                           "South Africa": [348, 450, 346, 342, 458, 492]},
+                  unit="thousand people", category_name="Year", ordered=True)
+    one = Table("Annual GDP growth", years, {"GDP growth": [1.1, -0.4, -1.6, -2.6, -2.4, -1.8]},
+                unit="%", category_name="Year", ordered=True)
+    return {
+        "three": render_chart(three, ChartStyle(kind="line", value_labels=False, legend_loc="outside right",
+                                                palette=["#e6ab02", "#a6761d", "#666666"])),
+        "one": render_chart(one, ChartStyle(kind="line", value_labels=False, marker="s")),
+        "slanted": render_chart(one, ChartStyle(kind="line", value_labels=False, marker="", rotate_ticks=45)),
+    }
+
+
+LINE_CHARTS = _line_charts()
+
+
+def _anchor(chart: RenderedChart, category: str, series: str | None = None) -> tuple[int, int]:
+    marks = chart.find("point", category=category, **({"series": series} if series else {}))
+    assert len(marks) == 1
+    return marks[0].anchor
+
+
+@pytest.mark.parametrize("series, category", [("Germany", "2017"), ("United Kingdom", "2020"),
+                                              ("South Africa", "2017"), ("South Africa", "2018")])
+def test_point_of_a_series_at_a_category_lands_on_its_marker(client, series, category):
+    """The series' colour comes from its legend handle (a grey line among grey axes and gridlines included);
+    the walk up from the category's tick stops at that colour."""
+    chart = LINE_CHARTS["three"]
+    result = client.call("Point", chart.image, {"description": f"the point of {series} at {category}"})
+    (x, y), = result.data["points"]
+    ax, ay = _anchor(chart, category, series)
+    assert abs(x - ax) <= 3 and abs(y - ay) <= 3, (result.text, (ax, ay))
+    assert result.data["kind"] == "line_point" and result.data["series"] == series
+    assert result.text == f'Point: ({x}, {y}) — the point of the line for "{series}" at "{category}"'
+
+
+@pytest.mark.parametrize("chart_name", ["one", "slanted"])
+def test_point_at_a_category_of_the_only_line(client, chart_name):
+    """Without a series, the line drawn with the most ink; slanted tick labels stand right of their tick."""
+    chart = LINE_CHARTS[chart_name]
+    for category in ("2016", "2019", "2021"):
+        result = client.call("Point", chart.image, {"description": f"the point at {category}"})
+        (x, y), = result.data["points"]
+        ax, ay = _anchor(chart, category)
+        assert abs(x - ax) <= 4 and abs(y - ay) <= 3, (result.text, (ax, ay))
+        assert result.text.endswith(f'the point of the line at "{category}"')
+
+
+def test_point_of_a_line_reads_the_axis_with_the_line_tool():
+    """The point's y is where a horizontal line reads the series' value off the axis (within 5 %)."""
+    tools = InProcessToolClient(ToolsConfig(tools=["OCR", "Point", "DrawHorizontalLineByY"]))
+    chart = LINE_CHARTS["one"]
+    for category, value in (("2018", -1.6), ("2019", -2.6)):
+        point = tools.call("Point", chart.image, {"description": f"the point at {category}"})
+        line = tools.call("DrawHorizontalLineByY", chart.image, {"y": point.data["points"][0][1]})
+        reading = float(re.search(r"reads (-?[\d.]+)", line.text).group(1))
+        assert abs(reading - value) <= 0.05 * abs(value), line.text
+
+
+def test_point_of_a_line_errors_name_what_is_missing(client):
+    chart = LINE_CHARTS["three"]
+    with pytest.raises(ToolError) as err:
+        client.call("Point", chart.image, {"description": "the point of France at 2017"})
+    assert "no legend entry or text matches the series 'france'" in err.value.message
+    assert "nearest texts:" in err.value.message
+    with pytest.raises(ToolError) as err:
+        client.call("Point", chart.image, {"description": "the point of Germany at 1999"})
+    assert "no text matches the category '1999'" in err.value.message
+    with pytest.raises(ToolError) as err:  # a bar chart has no line to walk to
+        client.call("Point", CHARTS["vertical"].image, {"description": "the point at Apples"})
+    assert err.value.message.startswith("Point: found the label \"Apples\"") or "no plotted line" in err.value.message
+
+
+def test_line_point_descriptions_parse():
+    from thinkimg.tools.text import parse_description
+
+    cases = {
+        "the point of Germany at 2010": ("2010", "germany"),
+        "the point for the South Africa line at 2012": ("2012", "south africa"),
+        "the United Kingdom line at Q1 2014": ("q1 2014", "united kingdom"),
+        "point of Disease series at Oct 1854": ("oct 1854", "disease"),
+        "the point at Aug": ("aug", None),
+        "the line at Nov 1855": ("nov 1855", None),
+    }
+    for description, (at, series) in cases.items():
+        query = parse_description(description)
+        assert (query.line_at, query.series) == (at, series), description
+    for description in ("the bar for Apples", "Snack bar", "Deaths at home", "2021", "the value label of May"):
+        assert parse_description(description).line_at is None, description

@@ -4,7 +4,10 @@ Point matches the description against the OCR lines (exact, then containment, th
 centre of the matched text. "The bar for X" walks from the label X into the plot (up from an x tick label, right
 from a y tick label) to the first bar-like region and answers with that bar's centre. "The value label of X" finds
 that bar, then the text printed at one of its ends, in line with it (what ``bar_label`` and most chart tools
-print). "The chart title" is the whole title, its lines joined, when it is set over several lines.
+print). "The point of S at X" walks up from the category label X (its tick) to the first pixels of series S's
+colour, read off S's legend handle ("the point at X": the line drawn with the most ink), and answers with the
+middle of that mark: where the line tools read the value off the axis. "The chart title" is the whole title, its
+lines joined, when it is set over several lines.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image
 from pydantic import Field, field_validator
@@ -226,6 +230,15 @@ _VALUE_PATTERN = re.compile(
     r"^(?:the |a )?(?:printed )?values?(?: labels?| printed)? (?:of|for|at|on) (?:the )?(?:bars? (?:for|of) )?(.+)$")
 
 
+#: A point of a plotted line over a category: "the point of S at X", "the point for the S line at X", "the S line
+#: at X" (series S, category X), or, on a chart with one line, "the point at X" / "the line at X".
+_LINE_POINT_PATTERNS = [
+    re.compile(r"^(?:the |a )?(?:data )?(?:point|marker) (?:of|for|on) (?:the )?(.+?)(?: line| series)? at (.+)$"),
+    re.compile(r"^(?:the |a )?(.+?) (?:line|series) at (.+)$"),
+    re.compile(r"^(?:the |a )?()(?:data )?(?:point|marker|line) at (.+)$"),
+]
+
+
 @dataclass
 class Query:
     """What a description asks for: text ``targets`` (normalised; the first ``loose`` of them may match partly or
@@ -239,6 +252,9 @@ class Query:
     value: bool = False
     #: A bar by its rank: (k, highest first?), e.g. (2, True) for "the second highest bar".
     rank: tuple[int, bool] | None = None
+    #: A point of a plotted line: the category label it stands over, and its series (None: the chart's one line).
+    line_at: str | None = None
+    series: str | None = None
 
 
 def parse_description(description: str) -> Query:
@@ -249,6 +265,11 @@ def parse_description(description: str) -> Query:
     if ranked and not quoted:
         top = ranked.group(2) in ("highest", "tallest", "longest", "largest", "biggest")
         return Query(targets=[], bar=True, rank=(_ORDINAL[ranked.group(1)], top))
+    for pattern in _LINE_POINT_PATTERNS:
+        m = pattern.match(norm)
+        if m and strip_filler(m.group(2)):
+            series = strip_filler(m.group(1)) or None
+            return Query(targets=[norm], line_at=strip_filler(m.group(2)), series=series)
     bar = value = False
     body = norm
     m = _VALUE_PATTERN.match(norm)
@@ -614,6 +635,160 @@ def text_at_bar_end(bar: Box, label: Box, lines: list[TextLine], line_height: fl
 
 
 # --------------------------------------------------------------------------------------------------------------
+# The point of a line over a category
+
+#: How far (max channel difference) a pixel may be from a line's colour and still belong to it.
+LINE_COLOR_TOLERANCE = 30
+
+
+def _ink(arr: np.ndarray, text_boxes: list[Box]) -> np.ndarray:
+    """Pixels that differ from the background, outside every text box."""
+    bg = np.array(dominant_color(arr), np.int16)
+    ink = np.abs(arr.astype(np.int16) - bg).max(axis=2) > 40
+    for x0, y0, x1, y1 in text_boxes:
+        ink[max(0, y0 - 1):y1 + 1, max(0, x0 - 1):x1 + 1] = False
+    return ink
+
+
+def _without_rules(mask: np.ndarray, rules: bool = True) -> np.ndarray:
+    """``mask`` less its long straight rules (axes, gridlines, frames: horizontal or vertical runs a sixth of the
+    image long; with ``rules``) and less specks under 12 pixels (tick marks, the fringe of text)."""
+    h, w = mask.shape
+    m = mask.astype(np.uint8)
+    if rules:
+        straight = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((1, max(20, w // 6)), np.uint8))
+        straight |= cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((max(20, h // 6), 1), np.uint8))
+        m &= 1 - straight
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    big = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= 12)
+    return np.isin(labels, big[big > 0])
+
+
+def _mode_color(pixels: np.ndarray) -> tuple[tuple[int, int, int], int]:
+    """The most common exact colour of an ``(n, 3)`` pixel array and how many pixels have it."""
+    keys = (pixels[:, 0].astype(np.int32) << 16) | (pixels[:, 1].astype(np.int32) << 8) | pixels[:, 2]
+    values, counts = np.unique(keys, return_counts=True)
+    i = int(np.argmax(counts))
+    key = int(values[i])
+    return ((key >> 16) & 255, (key >> 8) & 255, key & 255), int(counts[i])
+
+
+def main_line_color(arr: np.ndarray, text_boxes: list[Box]) -> tuple[int, int, int] | None:
+    """The colour of the line drawn with the most ink: the commonest colour off the background, outside text and
+    off the straight rules (a plotted line is not one, or not all of it, and its markers never are)."""
+    keep = _without_rules(_ink(arr, text_boxes))
+    if keep.sum() < 20:
+        return None
+    color, count = _mode_color(arr[keep])
+    return color if count >= 10 else None
+
+
+def series_color(arr: np.ndarray, entry: TextLine, text_boxes: list[Box],
+                 line_height: float) -> tuple[int, int, int] | None:
+    """The colour of the series a legend entry (or a label printed at the line) names: the commonest colour, other
+    than the text's own, in the entry's row from a few letters left of its text to its first letters (a legend
+    handle; OCR boxes often take the handle in), else right of its text; else the text's own colour when it is
+    coloured (charts that name each line in its colour)."""
+    h, w = arr.shape[:2]
+    x0, y0, x1, y1 = entry.box
+    bg = np.array(dominant_color(arr), np.int16)
+    rows = slice(max(0, y0 + 1), min(h, max(y0 + 2, y1 - 1)))  # inside the entry's row: clear of a legend frame
+    tail = arr[y0:y1, max(x0, x1 - int(2 * line_height)):x1].reshape(-1, 3)  # the text's last letters: text only
+    tail = tail[np.abs(tail.astype(np.int16) - bg).max(axis=1) > 40]
+    text_color = np.array(_mode_color(tail)[0], np.int16) if len(tail) else None
+    ink = _ink(arr, [b for b in text_boxes if b != entry.box])
+    reach = int(4 * line_height)
+    for c0, c1 in ((x0 - reach, min(x1, x0 + int(1.5 * line_height))), (x1 + 1, x1 + reach)):
+        cols = slice(max(0, c0), min(w, c1))
+        mask = ink[rows, cols]
+        # A handle is a stroke at least 2 px thick or a marker; a frame's edge or a glyph's fringe is 1 px.
+        thick = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)).astype(bool)
+        pixels = arr[rows, cols][thick if thick.sum() >= 6 else mask]
+        if text_color is not None:
+            pixels = pixels[np.abs(pixels.astype(np.int16) - text_color).max(axis=1) > LINE_COLOR_TOLERANCE]
+        if len(pixels) >= 6:
+            color, count = _mode_color(pixels)
+            if count >= 4:
+                return color
+    if text_color is not None and int(text_color.max() - text_color.min()) > 60:  # coloured text, not black or grey
+        return tuple(int(c) for c in text_color)
+    return None
+
+
+def tick_x(ink: np.ndarray, raw: np.ndarray, label: Box, line_height: float, rotated: bool) -> int:
+    """The x of the tick a category label stands under, the tick nearest where the label's anchor would put it
+    (the upper-right corner of a slanted label, else its centre); that anchor itself when no tick is found.
+    ``raw`` is the image's ink, ``ink`` the same without text. With the x axis drawn (a row inked across just
+    above the label) a tick is a thin mark in the three rows under it — above the label's pad, though a slanted
+    label's box may reach up there; without it, a short thin vertical mark in the line height above the label."""
+    x0, y0, x1, y1 = label
+    expected = x1 - 1 if rotated else (x0 + x1) // 2
+    lo, hi = max(0, x0 - int(line_height)), min(ink.shape[1], x1 + int(line_height))
+    top = max(0, int(y0 - 2 - line_height))
+    if lo >= hi or top >= y0:
+        return expected
+    rows = raw[top:y0 + 2, x0:x1].mean(axis=1)  # over the label's width: the axis may start inside the window
+    axis = int(np.argmax(rows))
+    if rows[axis] > 0.6:
+        below = top + axis + 1
+        while below < raw.shape[0] and raw[below, x0:x1].mean() > 0.6:  # an axis two or more pixels thick
+            below += 1
+        marked = raw[below:below + 3, lo:hi].all(axis=0) if below + 3 <= raw.shape[0] else np.zeros(hi - lo, bool)
+    else:
+        bottom = y0 - 2  # OCR boxes may cut a glyph's edge: stay clear of the label's own strokes
+        band = ink[top:bottom, lo:hi]
+        if len(band) < 3:
+            return expected
+        run = np.zeros(band.shape[1], int)
+        longest = np.zeros(band.shape[1], int)
+        for row in band:  # the longest vertical run of ink in each column
+            run = np.where(row, run + 1, 0)
+            longest = np.maximum(longest, run)
+        floor = max(3, int(np.median(longest)) + 2)  # strokes crossing the band lengthen every column
+        marked = (longest >= floor) & ~band[0]  # a run from the band's top goes on above it: a spine or a line
+    best = None
+    idx = np.flatnonzero(marked)
+    for group in np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1) if len(idx) else []:
+        if len(group) <= 3:
+            x = lo + int(round(float(group.mean())))
+            if best is None or abs(x - expected) < abs(best - expected):
+                best = x
+    limit = max(line_height, (x1 - x0) / 2 + 2)
+    return best if best is not None and abs(best - expected) <= limit else expected
+
+
+def slanted(arr: np.ndarray, box: Box) -> bool:
+    """True for a label set at a slant, rising to the right as rotated tick labels are: the further right its
+    strokes, the higher (x and y of its ink correlate below -0.2; level or upright text: about 0, within 0.25)."""
+    x0, y0, x1, y1 = box
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return False
+    bg = np.array(dominant_color(arr), np.int16)
+    ys, xs = np.nonzero(np.abs(arr[y0:y1, x0:x1].astype(np.int16) - bg).max(axis=2) > 40)
+    if len(xs) < 10 or xs.std() == 0 or ys.std() == 0:
+        return False
+    return float(np.corrcoef(xs, ys)[0, 1]) < -0.2
+
+
+def walk_to_mark(mask: np.ndarray, start: tuple[int, int], half_width: int = 2) -> tuple[int, int] | None:
+    """Walk up from ``start`` to the first pixels of ``mask`` in the columns ``half_width`` either side; returns
+    ``(x, y)``, y the middle of that run of rows (a marker's centre, or the middle of a line's stroke)."""
+    h, w = mask.shape
+    sx, sy = start
+    c0, c1 = max(0, sx - half_width), min(w, sx + half_width + 1)
+    if c0 >= c1 or not 0 < sy <= h:
+        return None
+    hit_rows = mask[:sy, c0:c1].any(axis=1)
+    ys = np.flatnonzero(hit_rows)
+    if len(ys) == 0:
+        return None
+    bottom = top = int(ys[-1])
+    while top - 1 >= 0 and hit_rows[top - 1]:
+        top -= 1
+    return sx, (top + bottom + 1) // 2
+
+
+# --------------------------------------------------------------------------------------------------------------
 # Point
 
 
@@ -621,8 +796,9 @@ class PointArgs(ToolArgs):
     description: str = Field(
         description=(
             "The element to locate, by its text or role: a tick label ('2021'), a legend entry, a value label, "
-            "'the chart title', 'the y-axis title', 'the bar for X', or 'the value label of X' (the value printed "
-            "at the bar for X)."
+            "'the chart title', 'the y-axis title', 'the bar for X', 'the value label of X' (the value printed "
+            "at the bar for X), or 'the point of S at X' (where series S's line passes over category X; 'the point "
+            "at X' on a chart of one line)."
         ),
         max_length=MAX_DESCRIPTION,
     )
@@ -645,8 +821,9 @@ class Point(Tool):
     name = "Point"
     description = (
         "Find the pixel point (x, y) of a described element: a tick label, axis title, legend entry, value label, "
-        "the chart title, 'the bar for X' (the centre of that bar) or 'the value label of X' (the text printed at "
-        "that bar's end, quoted). Several equally good matches are all listed."
+        "the chart title, 'the bar for X' (the centre of that bar), 'the value label of X' (the text printed at "
+        "that bar's end, quoted) or 'the point of S at X' (where the line of series S passes over category X). "
+        "Several equally good matches are all listed."
     )
     Args = PointArgs
 
@@ -663,6 +840,13 @@ class Point(Tool):
             if not found:
                 raise ToolError(f"no {query.role} found in {args.image}", argument="description")
             return self._text_result([Match(ln, 1.0, ln.box) for ln in found])
+
+        if query.line_at is not None:
+            exact = [m for m in best_matches(query.targets, lines, loose=0)
+                     if normalize(m.line.text) == normalize(args.description)]
+            if exact:  # a text that reads like a line query is still text
+                return self._text_result(exact)
+            return self._line_point_result(image, lines, query, args.description)
 
         # An exact match of the whole description is text, even when it reads like a bar query ("Snack bar").
         matches = best_matches(query.targets, lines, loose=query.loose)
@@ -722,6 +906,69 @@ class Point(Tool):
             text=head + "; ".join(parts),
             data={"points": points, "boxes": boxes, "matched": labels,
                   "label_boxes": [list(m.box) for m, _, _ in found_bars], "kind": "bar"},
+        )
+
+    @staticmethod
+    def _line_point_result(image: Image.Image, lines: list[TextLine], query: Query, description: str) -> ToolResult:
+        """Where the line (of ``query.series``) passes over the category label ``query.line_at``: walk up from the
+        label (its tick) to the first pixels of the series' colour, taken from its legend entry or, with no series
+        named, the colour of the line drawn with the most ink."""
+        arr = as_rgb_array(image)
+        # OCR reads a marker as a glyph ("●", "口", "0"): a one-character text may be the very point sought.
+        text_boxes = [ln.box for ln in lines if len(normalize(ln.text)) >= 2]
+        line_height = _line_height(lines)
+        entry = None
+        if query.series:
+            entries = best_matches([query.series], lines, loose=1)
+            if not entries:
+                near = ", ".join(json.dumps(t, ensure_ascii=False) for t in nearest_texts(query.series, lines))
+                raise ToolError(f"no legend entry or text matches the series {query.series!r} of {description!r}; "
+                                f"nearest texts: {near}", argument="description")
+            entry = entries[0].line
+            color = series_color(arr, entry, text_boxes, line_height)
+            if color is None:
+                raise ToolError(f"found {json.dumps(entry.text, ensure_ascii=False)} at {list(_center(entry.box))} but "
+                                "no coloured mark beside it to tell its line's colour", argument="description")
+        else:
+            color = main_line_color(arr, text_boxes)
+            if color is None:
+                raise ToolError(f"no plotted line found in the image for {description!r}", argument="description")
+        labels = [m for m in best_matches([query.line_at], lines, loose=1) if entry is None or m.line is not entry]
+        if not labels:
+            near = ", ".join(json.dumps(t, ensure_ascii=False) for t in nearest_texts(query.line_at, lines))
+            raise ToolError(f"no text matches the category {query.line_at!r} of {description!r}; nearest texts: "
+                            f"{near}", argument="description")
+        near = np.abs(arr.astype(np.int16) - np.array(color, np.int16)).max(axis=2) <= LINE_COLOR_TOLERANCE
+        for x0, y0, x1, y1 in text_boxes:
+            near[max(0, y0 - 1):y1 + 1, max(0, x0 - 1):x1 + 1] = False
+        if entry is not None:  # the legend handle shares the series' colour: never take it for the line
+            x0, y0, _, y1 = entry.box
+            near[max(0, y0 - 2):y1 + 2, max(0, int(x0 - 5 * line_height)):x0] = False
+        # Axes, ticks and gridlines are grey: a grey line's colour matches them, a coloured one's does not.
+        mask = _without_rules(near, rules=max(color) - min(color) < 40)
+        ink, raw = _ink(arr, text_boxes), _ink(arr, [])
+        found = []
+        for m in labels:
+            box = m.box
+            start = (tick_x(ink, raw, box, line_height, slanted(arr, box)), box[1])
+            # A line's first and last points end it: a label box a few pixels off may walk past their end.
+            hit = walk_to_mark(mask, start) or walk_to_mark(mask, start, half_width=max(3, int(line_height / 2)))
+            if hit is not None:
+                found.append((m, hit))
+        hexa = "#%02x%02x%02x" % color
+        if not found:
+            where = ", ".join(f"{json.dumps(m.line.text, ensure_ascii=False)} at {list(_center(m.box))}"
+                              for m in labels)
+            raise ToolError(f"found the label {where} but no point of the line ({hexa}) above it",
+                            argument="description")
+        series = f" for {json.dumps(entry.text, ensure_ascii=False)}" if entry else ""
+        parts = [f"({x}, {y}) — the point of the line{series} at {json.dumps(m.line.text, ensure_ascii=False)}"
+                 for m, (x, y) in found]
+        head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
+        return ToolResult(
+            text=head + "; ".join(parts),
+            data={"points": [list(p) for _, p in found], "matched": [m.line.text for m, _ in found],
+                  "series": entry.text if entry else None, "color": hexa, "kind": "line_point"},
         )
 
     @staticmethod
