@@ -312,6 +312,17 @@ def test_point_does_not_fuzzy_match_numbers(client):
         client.call("Point", CHARTS["vertical"].image, {"description": "42"})  # 41 and 40 exist; 42 does not
 
 
+def test_lookalike_digits_in_words_match_their_letters_but_numbers_stay_exact():
+    """OCR reads "Oct" as "0ct" and "April" as "Apri1"; a word's 0 and 1 may stand for o and l, a number's never."""
+    from thinkimg.tools.text import best_matches
+
+    lines = [TextLine("0ct", (10, 10, 40, 24), 0.9), TextLine("Apri1", (50, 10, 90, 24), 0.9),
+             TextLine("10", (100, 10, 120, 24), 0.9)]
+    assert [m.line.text for m in best_matches(["oct"], lines)] == ["0ct"]
+    assert [m.line.text for m in best_matches(["april"], lines)] == ["Apri1"]
+    assert best_matches(["lo"], lines) == [] and best_matches(["1o"], lines) == []
+
+
 @pytest.mark.parametrize(
     "tool, arguments, argument",
     [
@@ -499,6 +510,46 @@ def test_point_at_a_category_of_the_only_line(client, chart_name):
         ax, ay = _anchor(chart, category)
         assert abs(x - ax) <= 4 and abs(y - ay) <= 3, (result.text, (ax, ay))
         assert result.text.endswith(f'the point of the line at "{category}"')
+
+
+def test_point_of_a_line_at_its_first_category_beside_a_one_character_tick_label(client):
+    """The y axis's "6" stands next to the first category's label: it is text, not the tick to walk up from (the
+    line starts right above the label's centre)."""
+    from thinkimg.data.render import ChartStyle, render_chart
+    from thinkimg.data.tables import Table
+
+    table = Table("Unemployment rate", ["2016", "2017", "2018", "2019", "2020"],
+                  {"Brazil": [12.1, 12.6, 13.4, 12.6, 13.2], "Saudi Arabia": [6.1, 6.4, 7.0, 8.2, 8.4]},
+                  unit="%", category_name="Year", ordered=True)
+    chart = render_chart(table, ChartStyle(kind="line", width_in=6.94, height_in=5.0, dpi=72, font_family="DejaVu Serif",
+                                           font_size=12.9, palette=["#66a61e", "#e6ab02"], value_labels=False,
+                                           legend_loc="outside right", spines="none", marker="", line_width=1.7))
+    for series in ("Brazil", "Saudi Arabia"):
+        result = client.call("Point", chart.image, {"description": f"the point of {series} at 2016"})
+        (x, y), = result.data["points"]
+        ax, ay = _anchor(chart, "2016", series)
+        assert abs(x - ax) <= 3 and abs(y - ay) <= 3, (result.text, (ax, ay))
+
+
+def test_point_of_a_grey_line_named_in_small_grey_type(client):
+    """Small type is mostly anti-aliased grey: the legend text's colour is its strokes' darkest, so a mid-grey
+    handle is not taken for the text (and the grey line is found)."""
+    from thinkimg.data.render import ChartStyle, render_chart
+    from thinkimg.data.tables import Table
+
+    table = Table("Average monthly temperature", ["Apr", "May", "Jun", "Jul", "Aug"],
+                  {"Oslo": [5.7, 14.0, 17.9, 16.7, 15.0], "Tokyo": [17.6, 21.6, 21.0, 23.1, 26.1],
+                   "Chicago": [8.1, 17.6, 20.6, 22.3, 23.7]}, unit="°C", category_name="Month", ordered=True)
+    chart = render_chart(table, ChartStyle(kind="line", width_in=5.15, height_in=3.12, dpi=100, font_family="STIXGeneral",
+                                           font_size=8.2, palette=["#8c613c", "#dc7ec0", "#797979"],
+                                           background="#f7f7f7", text_color="#222222", value_labels=False,
+                                           rotate_ticks=30, legend_loc="upper right", spines="box", marker="o",
+                                           marker_size=7.3, line_width=2.3))
+    result = client.call("Point", chart.image, {"description": "the point of Chicago at May"})
+    (x, y), = result.data["points"]
+    ax, ay = _anchor(chart, "May", "Chicago")
+    assert abs(x - ax) <= 3 and abs(y - ay) <= 3, (result.text, (ax, ay))
+    assert result.data["color"] == "#797979"
 
 
 def test_point_of_a_line_reads_the_axis_with_the_line_tool():

@@ -177,8 +177,17 @@ def score_line(target: str, line: TextLine, norm_line: str, *, loose: bool = Tru
     t_num = [t for t in t_tok if _is_number(t)]
     if len(t_num) == len(t_tok) or t_num != [t for t in l_tok if _is_number(t)]:
         return 0.0, line.box
-    ratio = difflib.SequenceMatcher(None, target, norm_line, autojunk=False).ratio()
+    ratio = difflib.SequenceMatcher(None, _as_letters(target), _as_letters(norm_line), autojunk=False).ratio()
     return (0.7 * ratio, line.box) if ratio >= FUZZY_MIN else (0.0, line.box)
+
+
+#: Digits OCR reads in place of the letters they look like, inside words ("0ct", "Apri1").
+_LOOKALIKES = str.maketrans("01", "ol")
+
+
+def _as_letters(norm: str) -> str:
+    """``norm`` with the look-alike digits of its words (tokens holding a letter) read as letters; numbers stay."""
+    return " ".join(t.translate(_LOOKALIKES) if re.search(r"[a-z]", t) else t for t in norm.split())
 
 
 def best_matches(targets: list[str], lines: list[TextLine], loose: int = 1) -> list[Match]:
@@ -656,8 +665,8 @@ def _without_rules(mask: np.ndarray, rules: bool = True) -> np.ndarray:
     h, w = mask.shape
     m = mask.astype(np.uint8)
     if rules:
-        straight = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((1, max(20, w // 6)), np.uint8))
-        straight |= cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((max(20, h // 6), 1), np.uint8))
+        straight = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((1, max(21, w // 6 | 1)), np.uint8))  # odd: centred
+        straight |= cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((max(21, h // 6 | 1), 1), np.uint8))
         m &= 1 - straight
     _, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
     big = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= 12)
@@ -694,15 +703,20 @@ def series_color(arr: np.ndarray, entry: TextLine, text_boxes: list[Box],
     bg = np.array(dominant_color(arr), np.int16)
     rows = slice(max(0, y0 + 1), min(h, max(y0 + 2, y1 - 1)))  # inside the entry's row: clear of a legend frame
     tail = arr[y0:y1, max(x0, x1 - int(2 * line_height)):x1].reshape(-1, 3)  # the text's last letters: text only
-    tail = tail[np.abs(tail.astype(np.int16) - bg).max(axis=1) > 40]
-    text_color = np.array(_mode_color(tail)[0], np.int16) if len(tail) else None
+    far = np.abs(tail.astype(np.int16) - bg).max(axis=1)
+    tail, far = tail[far > 40], far[far > 40]
+    # Small type is mostly anti-aliased edge: its colour is that of the strokes' cores, the pixels furthest from the
+    # background (the commonest pixel may be a mid grey as light as a grey line's handle).
+    core = tail[far >= far.max() - 16] if len(tail) else tail
+    text_color = np.median(core, axis=0).astype(np.int16) if len(core) else None
     ink = _ink(arr, [b for b in text_boxes if b != entry.box])
     reach = int(4 * line_height)
     for c0, c1 in ((x0 - reach, min(x1, x0 + int(1.5 * line_height))), (x1 + 1, x1 + reach)):
         cols = slice(max(0, c0), min(w, c1))
         mask = ink[rows, cols]
         # A handle is a stroke at least 2 px thick or a marker; a frame's edge or a glyph's fringe is 1 px.
-        thick = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)).astype(bool)
+        # (OpenCV anchors an even kernel off centre, so the opening is shifted a pixel: keep it inside the mask.)
+        thick = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)).astype(bool) & mask
         pixels = arr[rows, cols][thick if thick.sum() >= 6 else mask]
         if text_color is not None:
             pixels = pixels[np.abs(pixels.astype(np.int16) - text_color).max(axis=1) > LINE_COLOR_TOLERANCE]
@@ -946,7 +960,8 @@ class Point(Tool):
             near[max(0, y0 - 2):y1 + 2, max(0, int(x0 - 5 * line_height)):x0] = False
         # Axes, ticks and gridlines are grey: a grey line's colour matches them, a coloured one's does not.
         mask = _without_rules(near, rules=max(color) - min(color) < 40)
-        ink, raw = _ink(arr, text_boxes), _ink(arr, [])
+        # Ticks are sought off every text, one-character ones too (a "6" of the y axis beside the first label).
+        ink, raw = _ink(arr, [ln.box for ln in lines]), _ink(arr, [])
         found = []
         for m in labels:
             box = m.box
