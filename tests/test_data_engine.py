@@ -200,6 +200,54 @@ def test_expert_draws_its_line_where_point_found_the_bar():
         next_call(plan, ['Point: (1, 2) — "12"'])
 
 
+def test_expert_draws_its_line_through_the_point_point_found_on_a_line():
+    plan = {"point_lines": [{"key": "May", "category": "May", "series": "Oslo",
+                             "description": "the point of Oslo at May", "axis": "y"}],
+            "op": {"name": "lookup", "key": "May"}}
+    assert planned_calls(plan) == ["Point", "DrawHorizontalLineByY"]
+    assert next_call(plan, []) == ("Point", {"image": "img_0", "description": "the point of Oslo at May"})
+    point = 'Point: 2 matches: (179, 158) — the point of the line for "Oslo" at "May"; (240, 90) — ...'
+    assert next_call(plan, [point]) == ("DrawHorizontalLineByY", {"image": "img_0", "y": 158})
+    line = "Drew a horizontal red line at y=158 on img_0 (400x300). The y axis reads 14.1 at y=158. The result is img_1."
+    assert next_call(plan, [point, line]) is None
+    assert answer_from(plan, [point, line]) == "14.1"
+    with pytest.raises(ReadingError):
+        next_call(plan, ["Point: no point here"])
+
+
+def test_expert_orders_marks_by_the_pixels_point_gave_without_reading_the_axis():
+    """Heights: a line's point (pixel y grows downwards: higher on the image is the higher value) or a bar's value
+    end (the box index ``end``: the top of a positive bar, the bottom of a negative one)."""
+    plan = {"heights": {"2019": {"category": "2019", "series": None, "description": "the point at 2019",
+                                 "axis": "y", "end": None},
+                        "2021": {"category": "2021", "series": None, "description": "the point at 2021",
+                                 "axis": "y", "end": None}},
+            "op": {"name": "trend", "keys": ["2019", "2021"]}}
+    assert planned_calls(plan) == ["Point", "Point"]
+    assert next_call(plan, []) == ("Point", {"image": "img_0", "description": "the point at 2019"})
+    a = 'Point: (100, 210) — the point of the line at "2019"'
+    b = 'Point: (180, 95) — the point of the line at "2021"'
+    assert next_call(plan, [a]) == ("Point", {"image": "img_0", "description": "the point at 2021"})
+    assert next_call(plan, [a, b]) is None
+    assert answer_from(plan, [a, b]) == "increase"
+    assert answer_from(plan, [b.replace("95)", "250)"), a]) == "increase"  # order of plan keys, not of calls
+    assert answer_from(plan, [a, b.replace("95)", "250)")]) == "decrease"
+    plan = {"heights": {"Tokyo": {"category": "May", "series": "Tokyo", "description": "the point of Tokyo at May",
+                                  "axis": "y", "end": None},
+                        "Oslo": {"category": "May", "series": "Oslo", "description": "the point of Oslo at May",
+                                 "axis": "y", "end": None}},
+            "op": {"name": "argmax"}}
+    assert answer_from(plan, ['Point: (9, 120) — ...', 'Point: (9, 180) — ...']) == "Tokyo"
+    bars = {"heights": {"A": {"category": "A", "series": None, "description": "the bar for A", "axis": "y", "end": 1},
+                        "B": {"category": "B", "series": None, "description": "the bar for B", "axis": "y", "end": 3}},
+            "op": {"name": "trend", "keys": ["A", "B"]}}
+    positive = 'Point: (120, 200) — bar for "A", box [100, 150, 140, 250]'
+    negative = 'Point: (170, 270) — bar for "B", box [150, 250, 190, 290]'
+    assert answer_from(bars, [positive, negative]) == "decrease"
+    with pytest.raises(ReadingError):
+        answer_from(bars, [positive, 'Point: (170, 270) — "12"'])
+
+
 def test_expert_computes_with_calculate_from_the_numbers_read_and_answers_its_result():
     plan = {"points": {"A": "the value label of A", "B": "the value label of B"},
             "op": {"name": "absdiff", "keys": ["A", "B"]}, "calculate": True}

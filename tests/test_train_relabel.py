@@ -135,3 +135,17 @@ def test_relabel_with_piece_words_keeps_each_labels_token_count(tiny_tokenizer):
     assert made != "Satisfaction rate" and "Satisfaction" not in _text(new)
     assert new[1]["tool_calls"][0]["function"]["arguments"]["description"] == f"the value label of {made}"
     assert len(tiny_tokenizer.tokenize(made)) == len(tiny_tokenizer.tokenize("Satisfaction rate"))
+
+
+def test_a_series_comparison_on_a_line_chart_relabels_series_and_category_not_pixels():
+    plan = {"heights": {s: {"category": "May", "series": s, "description": f"the point of {s} at May", "axis": "y",
+                            "end": None} for s in ("Oslo", "Tokyo")}, "op": {"name": "argmax"}}
+    messages = _conversation("For May, which is higher: Oslo or Tokyo?",
+                             [("Point", {"description": "the point of Oslo at May"}),
+                              ("Point", {"description": "the point of Tokyo at May"})],
+                             ['Point: (179, 158) — the point of the line for "Oslo" at "May"',
+                              'Point: (179, 96) — the point of the line for "Tokyo" at "May"'], "Tokyo")
+    labels, numbers = copied_strings(messages, {"plan": plan, "answer": "Tokyo"})
+    assert labels == {"May", "Oslo", "Tokyo"} and numbers == set()
+    text = _text(relabel(messages, {"plan": plan, "answer": "Tokyo"}, random.Random(3)))
+    assert not {"May", "Oslo", "Tokyo"} & set(re.findall(r"\w+", text)) and "(179, 96)" in text

@@ -12,7 +12,11 @@ Plan keys, in the order their calls are made: ``view`` (``{"tool": "Crop", "box"
 "ZoomInSubfigure", "description"}``: later calls look at the view, ``img_1``), ``points`` (key -> a Point
 description: "the value label of X", "the highest bar", "the chart title"; the key's reading is the text Point
 quotes), ``bar_lines`` (``{"key", "category", "axis", "end"}``: Point "the bar for X", then a line at the bar's end
-``end`` (an index into the box Point gave) whose axis reading is the key's value), ``lines`` (``{"key", "axis",
+``end`` (an index into the box Point gave) whose axis reading is the key's value), ``point_lines`` (``{"key",
+"description", "axis"}``: Point "the point of S at X", then a line through the point it gives, read on the axis),
+``heights`` (key -> ``{"description", "axis", "end"}``: Point at a bar or a line's point; the key's reading is
+the pixel of its value end on the value axis, the bar's box index ``end`` or the point (``end`` None), signed so
+that a higher value reads larger: it orders marks without reading the axis), ``lines`` (``{"key", "axis",
 "at"}``: a line at a known pixel, read on the axis), and the OCR readings: ``read`` (key -> box of a printed value),
 ``labels`` (name -> box of a point label), ``text`` (box of a text to copy). ``op`` says how the readings become the
 answer; with ``calculate`` the arithmetic ops (``absdiff``, ``sum``, ``mean``) are written as an expression over the
@@ -42,6 +46,8 @@ _BOX = re.compile(r"\[(-?\d+), (-?\d+), (-?\d+), (-?\d+)\]")
 _SCALE = re.compile(r"upscaled x([0-9.]+)")
 #: Point quotes what it found after a dash: ``(x, y) — "8.9", the value label of ...`` (group 1: the JSON string).
 POINT_QUOTE = re.compile(r' — ("(?:[^"\\]|\\.)*")')
+#: The first point a Point observation gives: ``Point: (312, 140) — ...`` or ``Point: 2 matches: (312, 140) — ...``.
+_POINT = re.compile(r"\((-?\d+), (-?\d+)\) — ")
 _READS = re.compile(r"axis reads (-?[0-9.]+) at")
 _RESULT = re.compile(r"The result is (img_\d+)\.")
 _CALCULATED = re.compile(r" = (\S+)$")
@@ -65,9 +71,14 @@ def _steps(plan: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         steps.append(("view", plan["view"]))
     for key, description in plan.get("points", {}).items():
         steps.append(("point", {"key": key, "description": description}))
+    for key, height in plan.get("heights", {}).items():
+        steps.append(("height", {"key": key, **height}))
     for line in plan.get("bar_lines", []):
         steps.append(("point", {"key": None, "description": f"the bar for {line['category']}"}))
         steps.append(("bar_line", line))
+    for line in plan.get("point_lines", []):
+        steps.append(("point", {"key": None, "description": line["description"]}))
+        steps.append(("point_line", line))
     for line in plan.get("lines", []):
         steps.append(("line", line))
     if plan.get("read") or plan.get("text") or plan.get("labels"):
@@ -81,12 +92,12 @@ def _steps(plan: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 def planned_calls(plan: dict[str, Any]) -> list[str]:
     """The names of the tools the plan calls, in order."""
-    names = {"point": "Point", "ocr": "OCR", "calc": "Calculate"}
+    names = {"point": "Point", "height": "Point", "ocr": "OCR", "calc": "Calculate"}
     out = []
     for kind, step in _steps(plan):
         if kind == "view":
             out.append(step["tool"])
-        elif kind in ("line", "bar_line"):
+        elif kind in ("line", "bar_line", "point_line"):
             out.append(line_tool(step["axis"]))
         else:
             out.append(names[kind])
@@ -105,7 +116,7 @@ def next_call(plan: dict[str, Any], observations: list[str]) -> tuple[str, dict[
         if step["tool"] == "Crop":
             return "Crop", {"image": "img_0", "box": step["box"]}
         return "ZoomInSubfigure", {"image": "img_0", "description": step["description"]}
-    if kind == "point":
+    if kind in ("point", "height"):
         return "Point", {"image": base, "description": step["description"]}
     if kind == "ocr":
         return "OCR", {"image": base}
@@ -122,6 +133,9 @@ def next_call(plan: dict[str, Any], observations: list[str]) -> tuple[str, dict[
         if box is None:
             raise ReadingError("Point gave no bar box")
         at = int(box.group(step["end"] + 1))
+    elif kind == "point_line":
+        x, y = pointed(observations[-1])
+        at = x if step["axis"] == "x" else y
     else:
         at = step["at"]
     return line_tool(step["axis"]), {"image": image, step["axis"]: at}
@@ -154,6 +168,28 @@ def quoted_text(observation: str) -> str:
     return json.loads(found.group(1))
 
 
+def pointed(observation: str) -> tuple[int, int]:
+    """The (first) point a Point observation gives: ``Point: (312, 140) — ...`` -> ``(312, 140)``."""
+    found = _POINT.search(observation)
+    if found is None:
+        raise ReadingError("Point gave no point")
+    return int(found.group(1)), int(found.group(2))
+
+
+def height_reading(observation: str, axis: str, end: int | None) -> float:
+    """A mark's value end on the value axis, in pixels signed so that higher values read larger (pixel y grows
+    downwards): the point Point gave (``end`` None) or index ``end`` of the box it gave a bar."""
+    if end is None:
+        x, y = pointed(observation)
+        at = x if axis == "x" else y
+    else:
+        box = _BOX.search(observation)
+        if box is None:
+            raise ReadingError("Point gave no bar box")
+        at = int(box.group(end + 1))
+    return float(at if axis == "x" else -at)
+
+
 def axis_reading(observation: str) -> float:
     """The value a drawn line reads on the axis (``... The y axis reads 4.8 at y=66.``)."""
     found = _READS.search(observation)
@@ -181,7 +217,9 @@ def _readings(plan: dict[str, Any], observations: list[str]) -> tuple[dict[str, 
             number = parse_number(texts[step["key"]])
             if number is not None:
                 values[step["key"]] = number
-        elif kind in ("line", "bar_line"):
+        elif kind == "height":
+            values[step["key"]] = height_reading(text, step["axis"], step["end"])
+        elif kind in ("line", "bar_line", "point_line"):
             values[step["key"]] = axis_reading(text)
         elif kind == "ocr":
             lines = parse_ocr_text(text)
@@ -195,7 +233,8 @@ def _readings(plan: dict[str, Any], observations: list[str]) -> tuple[dict[str, 
     for key, box in plan.get("read", {}).items():
         values[key] = _read_number(lines, mapped(box))
     wanted = {k for k in plan.get("points", {}) if plan["op"]["name"] != "pick"} | \
-        {line["key"] for line in plan.get("bar_lines", []) + plan.get("lines", [])}
+        {line["key"] for line in plan.get("bar_lines", []) + plan.get("point_lines", []) + plan.get("lines", [])} | \
+        set(plan.get("heights", {}))
     if wanted - set(values):
         raise ReadingError(f"no number read for {sorted(wanted - set(values))}")
     return values, texts, lines, mapped

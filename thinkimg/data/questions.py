@@ -7,8 +7,10 @@ a bar marks its value, the pixel of a line's point, the panel's title); *what* i
 outputs when the expert runs. Every question type says which tools its answer needs: on bar charts Point finds a
 printed value ("the value label of X"), the highest or lowest bar, the title; values between gridlines need the bar
 (Point) and a line at its end (DrawHorizontalLineByY / DrawVerticalLineByX read the axis there); other printed
-values need OCR (or Crop/ZoomInSubfigure then OCR). Differences, totals and averages of the values read are
-computed with Calculate (plan key ``calculate``).
+values need OCR (or Crop/ZoomInSubfigure then OCR). On line charts Point finds where a series passes over a
+category ("the point of S at X"), and a line through that point reads its value. Which of two marks is higher (a
+trend between two categories, two series compared) is told by the pixels Point gave them, without reading the
+axis. Differences, totals and averages of the values read are computed with Calculate (plan key ``calculate``).
 """
 
 from __future__ import annotations
@@ -167,6 +169,30 @@ def _bar_line(chart: RenderedChart, key: str, category: str) -> dict[str, Any]:
     negative = _single(chart).value(category) < 0
     end = (3 if negative else 1) if axis == "y" else (0 if negative else 2)
     return {"key": key, "category": category, "axis": axis, "end": end}
+
+
+def _point_of(category: str, series: str | None = None) -> str:
+    """Point's description of where a line passes over ``category``: "the point of S at X" (series S), "the point
+    at X" on a chart of one line."""
+    return f"the point of {series} at {category}" if series is not None else f"the point at {category}"
+
+
+def _point_line(chart: RenderedChart, key: str, category: str, series: str | None = None) -> dict[str, Any]:
+    """Point at the line's point over ``category``, then a line through it (its pixel on the value axis)."""
+    return {"key": key, "category": category, "series": series, "description": _point_of(category, series),
+            "axis": _value_axis(chart)}
+
+
+def _height(chart: RenderedChart, category: str, series: str | None = None) -> dict[str, Any]:
+    """Point at the mark of (category, series) and take its value end's pixel on the value axis as the reading:
+    enough to tell which of two marks is higher without reading the axis. A bar's value end is ``end`` of
+    :func:`_bar_line`; a line's point is the point Point gives."""
+    if chart_kind(chart) == "line":
+        return {"category": category, "series": series, "description": _point_of(category, series),
+                "axis": _value_axis(chart), "end": None}
+    line = _bar_line(chart, category, category)
+    return {"category": category, "series": None, "description": f"the bar for {category}", "axis": line["axis"],
+            "end": line["end"]}
 
 
 def _value_axis(chart: RenderedChart) -> str:
@@ -350,10 +376,10 @@ def _axis_value(chart: RenderedChart, rng: random.Random) -> Question | None:
     if _bars(chart):
         return Question("axis_value", text, format_number(table.value(cat)), ["Point", tool],
                         {"bar_lines": [_bar_line(chart, cat, cat)], "op": op})
-    line = _line(chart, cat, cat)
-    if line is None:
+    if _line(chart, cat, cat) is None:
         return None
-    return Question("axis_value", text, format_number(table.value(cat)), [tool], {"lines": [line], "op": op})
+    return Question("axis_value", text, format_number(table.value(cat)), ["Point", tool],
+                    {"point_lines": [_point_line(chart, cat, cat)], "op": op})
 
 
 def _trend(chart: RenderedChart, rng: random.Random, series: str | None) -> Question | None:
@@ -378,14 +404,15 @@ def _trend(chart: RenderedChart, rng: random.Random, series: str | None) -> Ques
         if None in boxes.values():
             return None
         return Question("trend", text, answer, ["OCR"], {"read": boxes, "op": op})
-    tool = line_tool(_value_axis(chart))
-    if bars:
-        return Question("trend", text, answer, ["Point", tool],
-                        {"bar_lines": [_bar_line(chart, a, a), _bar_line(chart, b, b)], "op": op})
+    if bars or chart_kind(chart) == "line":
+        if not bars and None in (_line(chart, a, a, series), _line(chart, b, b, series)):
+            return None
+        return Question("trend", text, answer, ["Point"],
+                        {"heights": {a: _height(chart, a, series), b: _height(chart, b, series)}, "op": op})
     lines = [_line(chart, a, a, series), _line(chart, b, b, series)]
     if None in lines:
         return None
-    return Question("trend", text, answer, [tool], {"lines": lines, "op": op})
+    return Question("trend", text, answer, [line_tool(_value_axis(chart))], {"lines": lines, "op": op})
 
 
 def _ordered_xy(chart: RenderedChart) -> bool:
@@ -421,6 +448,9 @@ def _series_value(chart: RenderedChart, rng: random.Random) -> Question | None:
     line = _line(chart, cat, cat, series)
     if line is None:
         return None
+    if chart_kind(chart) == "line":
+        return Question("series_value", text, format_number(value), ["Point", "DrawHorizontalLineByY"],
+                        {"point_lines": [_point_line(chart, cat, cat, series)], "op": {"name": "lookup", "key": cat}})
     return Question("series_value", text, format_number(value), ["DrawHorizontalLineByY"],
                     {"lines": [line], "op": {"name": "lookup", "key": cat}})
 
@@ -446,6 +476,10 @@ def _series_compare(chart: RenderedChart, rng: random.Random) -> Question | None
     lines = [_line(chart, s1, cat, s1), _line(chart, s2, cat, s2)]
     if None in lines:
         return None
+    if chart_kind(chart) == "line":
+        return Question("series_compare", text, answer, ["Point"],
+                        {"heights": {s1: _height(chart, cat, s1), s2: _height(chart, cat, s2)},
+                         "op": {"name": "argmax"}})
     return Question("series_compare", text, answer, ["DrawHorizontalLineByY"],
                     {"lines": lines, "op": {"name": "argmax"}})
 

@@ -35,6 +35,8 @@ def _plan_labels(plan: dict[str, Any]) -> set[str]:
     labels = set(plan.get("read", {})) | set(plan.get("labels", {}))
     labels |= {k for k in plan.get("points", {}) if k not in _PLACEHOLDERS}
     labels |= {line["category"] for line in plan.get("bar_lines", [])}
+    for mark in plan.get("point_lines", []) + list(plan.get("heights", {}).values()):
+        labels |= {mark["category"], mark.get("series") or ""}
     view = plan.get("view") or {}
     if view.get("tool") == "ZoomInSubfigure":
         labels.add(view["description"])
