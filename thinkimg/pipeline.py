@@ -62,7 +62,7 @@ class EvalParams(StrictModel):
     candidate_summary: Path = Path("metrics/grpo.json")
     max_rounds: int = Field(4, ge=1, le=32)
     batch_size: int = Field(8, ge=1, le=1024)
-    max_new_tokens: int = Field(96, ge=1, le=8192)
+    max_new_tokens: int = Field(128, ge=1, le=8192)
     device: str = "auto"
     #: Results JSONL, ablations and viewers per model.
     out: Path = Path("artifacts/eval")

@@ -13,8 +13,9 @@ Plan keys, in the order their calls are made: ``view`` (``{"tool": "Crop", "box"
 description: "the value label of X", "the highest bar", "the chart title"; the key's reading is the text Point
 quotes), ``bar_lines`` (``{"key", "category", "axis", "end"}``: Point "the bar for X", then a line at the bar's end
 ``end`` (an index into the box Point gave) whose axis reading is the key's value), ``point_lines`` (``{"key",
-"description", "axis"}``: Point "the point of S at X", then a line through the point it gives, read on the axis),
-``heights`` (key -> ``{"description", "axis", "end"}``: Point at a bar or a line's point; the key's reading is
+"category", "series", "description", "axis"}``: Point "the point of S at X", then a line through the point it
+gives, read on the axis), ``heights`` (key -> ``{"category", "series", "description", "axis", "end"}``: Point at a
+bar or a line's point; the key's reading is
 the pixel of its value end on the value axis, the bar's box index ``end`` or the point (``end`` None), signed so
 that a higher value reads larger: it orders marks without reading the axis), ``lines`` (``{"key", "axis",
 "at"}``: a line at a known pixel, read on the axis), and the OCR readings: ``read`` (key -> box of a printed value),
