@@ -2,8 +2,8 @@
 # The learning result (README, "The learning result"): the pipeline's stages at configs/learning_result.yaml's sizes,
 # base -> SFT -> GRPO, each evaluated on the held-out eval split with and without tools. Outputs under
 # artifacts/learning/, the table in metrics/learning_result.{json,md}, runs and the candidate in MLflow (mlruns/).
-# ~35 min on 2 CPU cores (copy drill ~2.5, ~7 with a restart; warm start ~18, SFT ~8, GRPO ~1.5, evaluation ~4.5)
-# after curation (~24 min for 6,000 trajectories; skipped when artifacts/learning/charts is already there).
+# ~32 min on 2 CPU cores (copy drill ~2.5-3.5, ~7 with a restart; warm start ~16, SFT ~7, GRPO ~1, evaluation ~4.5)
+# after curation (~20 min for 6,000 trajectories; skipped when artifacts/learning/charts is already there).
 # Usage: bash scripts/learning_result.sh [PARAMS]   (default configs/learning_result.yaml)
 set -euo pipefail
 cd "$(dirname "$0")/.."
