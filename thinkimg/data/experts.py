@@ -130,13 +130,9 @@ def next_call(plan: dict[str, Any], observations: list[str]) -> tuple[str, dict[
         if produced and "Drew a" in text:
             image = produced.group(1)
     if kind == "bar_line":
-        box = _BOX.search(observations[-1])
-        if box is None:
-            raise ReadingError("Point gave no bar box")
-        at = int(box.group(step["end"] + 1))
+        at = value_end(observations[-1], step["axis"], step["end"])
     elif kind == "point_line":
-        x, y = pointed(observations[-1])
-        at = x if step["axis"] == "x" else y
+        at = value_end(observations[-1], step["axis"], None)
     else:
         at = step["at"]
     return line_tool(step["axis"]), {"image": image, step["axis"]: at}
@@ -177,17 +173,21 @@ def pointed(observation: str) -> tuple[int, int]:
     return int(found.group(1)), int(found.group(2))
 
 
-def height_reading(observation: str, axis: str, end: int | None) -> float:
-    """A mark's value end on the value axis, in pixels signed so that higher values read larger (pixel y grows
-    downwards): the point Point gave (``end`` None) or index ``end`` of the box it gave a bar."""
+def value_end(observation: str, axis: str, end: int | None) -> int:
+    """The pixel (on the ``axis`` "x" or "y") of a mark's value end in a Point observation: the point Point gave
+    (``end`` None) or index ``end`` of the box it gave a bar."""
     if end is None:
         x, y = pointed(observation)
-        at = x if axis == "x" else y
-    else:
-        box = _BOX.search(observation)
-        if box is None:
-            raise ReadingError("Point gave no bar box")
-        at = int(box.group(end + 1))
+        return x if axis == "x" else y
+    box = _BOX.search(observation)
+    if box is None:
+        raise ReadingError("Point gave no bar box")
+    return int(box.group(end + 1))
+
+
+def height_reading(observation: str, axis: str, end: int | None) -> float:
+    """A mark's value end (:func:`value_end`) signed so that higher values read larger (pixel y grows downwards)."""
+    at = value_end(observation, axis, end)
     return float(at if axis == "x" else -at)
 
 

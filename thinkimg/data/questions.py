@@ -404,14 +404,12 @@ def _trend(chart: RenderedChart, rng: random.Random, series: str | None) -> Ques
         if None in boxes.values():
             return None
         return Question("trend", text, answer, ["OCR"], {"read": boxes, "op": op})
+    lines = [_line(chart, a, a, series), _line(chart, b, b, series)]
+    if not bars and None in lines:
+        return None
     if bars or chart_kind(chart) == "line":
-        if not bars and None in (_line(chart, a, a, series), _line(chart, b, b, series)):
-            return None
         return Question("trend", text, answer, ["Point"],
                         {"heights": {a: _height(chart, a, series), b: _height(chart, b, series)}, "op": op})
-    lines = [_line(chart, a, a, series), _line(chart, b, b, series)]
-    if None in lines:
-        return None
     return Question("trend", text, answer, [line_tool(_value_axis(chart))], {"lines": lines, "op": op})
 
 

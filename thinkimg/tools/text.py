@@ -650,13 +650,17 @@ def text_at_bar_end(bar: Box, label: Box, lines: list[TextLine], line_height: fl
 LINE_COLOR_TOLERANCE = 30
 
 
-def _ink(arr: np.ndarray, text_boxes: list[Box]) -> np.ndarray:
-    """Pixels that differ from the background, outside every text box."""
-    bg = np.array(dominant_color(arr), np.int16)
-    ink = np.abs(arr.astype(np.int16) - bg).max(axis=2) > 40
-    for x0, y0, x1, y1 in text_boxes:
-        ink[max(0, y0 - 1):y1 + 1, max(0, x0 - 1):x1 + 1] = False
-    return ink
+def _ink(arr: np.ndarray, bg: tuple[int, int, int]) -> np.ndarray:
+    """Pixels that differ from the background colour ``bg`` (by more than 40 in some channel)."""
+    return np.abs(arr.astype(np.int16) - np.array(bg, np.int16)).max(axis=-1) > 40
+
+
+def _off_boxes(mask: np.ndarray, boxes: list[Box]) -> np.ndarray:
+    """A copy of ``mask`` cleared inside ``boxes`` and a pixel round them (text boxes: OCR cuts glyph edges)."""
+    out = mask.copy()
+    for x0, y0, x1, y1 in boxes:
+        out[max(0, y0 - 1):y1 + 1, max(0, x0 - 1):x1 + 1] = False
+    return out
 
 
 def _without_rules(mask: np.ndarray, rules: bool = True) -> np.ndarray:
@@ -682,34 +686,34 @@ def _mode_color(pixels: np.ndarray) -> tuple[tuple[int, int, int], int]:
     return ((key >> 16) & 255, (key >> 8) & 255, key & 255), int(counts[i])
 
 
-def main_line_color(arr: np.ndarray, text_boxes: list[Box]) -> tuple[int, int, int] | None:
-    """The colour of the line drawn with the most ink: the commonest colour off the background, outside text and
-    off the straight rules (a plotted line is not one, or not all of it, and its markers never are)."""
-    keep = _without_rules(_ink(arr, text_boxes))
+def main_line_color(arr: np.ndarray, ink: np.ndarray, text_boxes: list[Box]) -> tuple[int, int, int] | None:
+    """The colour of the line drawn with the most ink (``ink``: the image's, see :func:`_ink`): the commonest colour
+    off the background, outside text and off the straight rules (a plotted line is not one, or not all of it, and
+    its markers never are)."""
+    keep = _without_rules(_off_boxes(ink, text_boxes))
     if keep.sum() < 20:
         return None
     color, count = _mode_color(arr[keep])
     return color if count >= 10 else None
 
 
-def series_color(arr: np.ndarray, entry: TextLine, text_boxes: list[Box],
+def series_color(arr: np.ndarray, ink: np.ndarray, bg: tuple[int, int, int], entry: TextLine, text_boxes: list[Box],
                  line_height: float) -> tuple[int, int, int] | None:
     """The colour of the series a legend entry (or a label printed at the line) names: the commonest colour, other
     than the text's own, in the entry's row from a few letters left of its text to its first letters (a legend
     handle; OCR boxes often take the handle in), else right of its text; else the text's own colour when it is
-    coloured (charts that name each line in its colour)."""
+    coloured (charts that name each line in its colour). ``ink`` is the image's off background ``bg``."""
     h, w = arr.shape[:2]
     x0, y0, x1, y1 = entry.box
-    bg = np.array(dominant_color(arr), np.int16)
     rows = slice(max(0, y0 + 1), min(h, max(y0 + 2, y1 - 1)))  # inside the entry's row: clear of a legend frame
     tail = arr[y0:y1, max(x0, x1 - int(2 * line_height)):x1].reshape(-1, 3)  # the text's last letters: text only
-    far = np.abs(tail.astype(np.int16) - bg).max(axis=1)
+    far = np.abs(tail.astype(np.int16) - np.array(bg, np.int16)).max(axis=1)
     tail, far = tail[far > 40], far[far > 40]
     # Small type is mostly anti-aliased edge: its colour is that of the strokes' cores, the pixels furthest from the
     # background (the commonest pixel may be a mid grey as light as a grey line's handle).
     core = tail[far >= far.max() - 16] if len(tail) else tail
     text_color = np.median(core, axis=0).astype(np.int16) if len(core) else None
-    ink = _ink(arr, [b for b in text_boxes if b != entry.box])
+    ink = _off_boxes(ink, [b for b in text_boxes if b != entry.box])
     reach = int(4 * line_height)
     for c0, c1 in ((x0 - reach, min(x1, x0 + int(1.5 * line_height))), (x1 + 1, x1 + reach)):
         cols = slice(max(0, c0), min(w, c1))
@@ -771,14 +775,13 @@ def tick_x(ink: np.ndarray, raw: np.ndarray, label: Box, line_height: float, rot
     return best if best is not None and abs(best - expected) <= limit else expected
 
 
-def slanted(arr: np.ndarray, box: Box) -> bool:
+def slanted(arr: np.ndarray, box: Box, bg: tuple[int, int, int]) -> bool:
     """True for a label set at a slant, rising to the right as rotated tick labels are: the further right its
     strokes, the higher (x and y of its ink correlate below -0.2; level or upright text: about 0, within 0.25)."""
     x0, y0, x1, y1 = box
     if x1 - x0 < 8 or y1 - y0 < 8:
         return False
-    bg = np.array(dominant_color(arr), np.int16)
-    ys, xs = np.nonzero(np.abs(arr[y0:y1, x0:x1].astype(np.int16) - bg).max(axis=2) > 40)
+    ys, xs = np.nonzero(_ink(arr[y0:y1, x0:x1], bg))
     if len(xs) < 10 or xs.std() == 0 or ys.std() == 0:
         return False
     return float(np.corrcoef(xs, ys)[0, 1]) < -0.2
@@ -931,6 +934,8 @@ class Point(Tool):
         # OCR reads a marker as a glyph ("●", "口", "0"): a one-character text may be the very point sought.
         text_boxes = [ln.box for ln in lines if len(normalize(ln.text)) >= 2]
         line_height = _line_height(lines)
+        bg = dominant_color(arr)
+        raw = _ink(arr, bg)
         entry = None
         if query.series:
             entries = best_matches([query.series], lines, loose=1)
@@ -939,12 +944,12 @@ class Point(Tool):
                 raise ToolError(f"no legend entry or text matches the series {query.series!r} of {description!r}; "
                                 f"nearest texts: {near}", argument="description")
             entry = entries[0].line
-            color = series_color(arr, entry, text_boxes, line_height)
+            color = series_color(arr, raw, bg, entry, text_boxes, line_height)
             if color is None:
                 raise ToolError(f"found {json.dumps(entry.text, ensure_ascii=False)} at {list(_center(entry.box))} but "
                                 "no coloured mark beside it to tell its line's colour", argument="description")
         else:
-            color = main_line_color(arr, text_boxes)
+            color = main_line_color(arr, raw, text_boxes)
             if color is None:
                 raise ToolError(f"no plotted line found in the image for {description!r}", argument="description")
         labels = [m for m in best_matches([query.line_at], lines, loose=1) if entry is None or m.line is not entry]
@@ -953,19 +958,18 @@ class Point(Tool):
             raise ToolError(f"no text matches the category {query.line_at!r} of {description!r}; nearest texts: "
                             f"{near}", argument="description")
         near = np.abs(arr.astype(np.int16) - np.array(color, np.int16)).max(axis=2) <= LINE_COLOR_TOLERANCE
-        for x0, y0, x1, y1 in text_boxes:
-            near[max(0, y0 - 1):y1 + 1, max(0, x0 - 1):x1 + 1] = False
+        near = _off_boxes(near, text_boxes)
         if entry is not None:  # the legend handle shares the series' colour: never take it for the line
             x0, y0, _, y1 = entry.box
             near[max(0, y0 - 2):y1 + 2, max(0, int(x0 - 5 * line_height)):x0] = False
         # Axes, ticks and gridlines are grey: a grey line's colour matches them, a coloured one's does not.
         mask = _without_rules(near, rules=max(color) - min(color) < 40)
         # Ticks are sought off every text, one-character ones too (a "6" of the y axis beside the first label).
-        ink, raw = _ink(arr, [ln.box for ln in lines]), _ink(arr, [])
+        ink = _off_boxes(raw, [ln.box for ln in lines])
         found = []
         for m in labels:
             box = m.box
-            start = (tick_x(ink, raw, box, line_height, slanted(arr, box)), box[1])
+            start = (tick_x(ink, raw, box, line_height, slanted(arr, box, bg)), box[1])
             # A line's first and last points end it: a label box a few pixels off may walk past their end.
             hit = walk_to_mark(mask, start) or walk_to_mark(mask, start, half_width=max(3, int(line_height / 2)))
             if hit is not None:
