@@ -150,6 +150,47 @@ def test_rewards_split_the_group_and_the_step_updates_the_weights(scripted_run):
     assert changed, "the GRPO step left every weight unchanged"
 
 
+class AnswerOnlyGRPOTrainer(ScriptedGRPOTrainer):
+    """Scripted turns that answer at once: no tool image in the batch."""
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        tok = self.processing_class.tokenizer
+        self.turns += len(prompt_ids)
+        return [tok("<answer>27</answer>", add_special_tokens=False)["input_ids"]
+                + [tok.convert_tokens_to_ids("<|im_end|>")] for _ in prompt_ids], None
+
+
+def test_a_step_of_prompts_of_different_lengths_without_tool_images_runs(tiny, tmp_path):
+    """Two prompts a step, one longer than the other, no tool called: the image tokens of the shorter prompt stay
+    where the image is (the processor pads on the left like the prompt ids; on the right the forward failed)."""
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    render_bar_chart({"North": 41.0, "South": 27.0}, title="Short").image.save(root / "images" / "a.png")
+    questions = ["What is the value of South?",
+                 "What is the value of South in the second quarter of the financial year, in millions?"]
+    write_jsonl(root / "rl.jsonl", [QARecord(id=f"q{i}", question=q, answer="27", question_type="value",
+                                             chart_kind="bar", image="images/a.png") for i, q in enumerate(questions)])
+    params = _params(tiny, root, tmp_path / "out", per_device_batch_size=8)
+    trainer, _ = build_trainer(params, trainer_cls=AnswerOnlyGRPOTrainer, client=CachedToolClient(_NoTools()),
+                               mlflow_run=False)
+    trainer.train()
+    assert trainer.state.global_step == 1 and trainer.turns == 8
+    (output,) = trainer.captured
+    pad = trainer.processing_class.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert torch.equal(output["mm_token_type_ids"] == 1, torch.cat([output["prompt_ids"], output["completion_ids"]],
+                                                                   dim=1) == pad)
+
+
+class _NoTools:
+    """A ToolClient for rollouts that call no tool."""
+
+    def call(self, *args, **kwargs):
+        raise AssertionError("no tool is called in this test")
+
+    def close(self) -> None:
+        pass
+
+
 def test_train_grpo_saves_resumes_and_logs_to_mlflow(tiny, rl_dataset, tool_server, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 

@@ -175,6 +175,11 @@ def build_trainer(params: GRPOParams, *, resume: bool = True, mlflow_run: bool =
     from thinkimg.agent.policies.hf_processor import load_processor
 
     processor = load_processor(params.model)
+    # Prompts are padded on the left (generation continues them). TRL pads its prompt ids so but builds the image
+    # token types with the processor's own padding: padded on the right, a shorter prompt's image tokens are
+    # misplaced and the forward fails ("shape mismatch" in get_rope_index) in any step with several prompts and
+    # no tool image.
+    getattr(processor, "tokenizer", processor).padding_side = "left"
     funcs, weights = reward_funcs(params.rewards, params.metric)
     dataset = rl_dataset(params)
     config = grpo_config(params, processor, report_to=["mlflow"] if mlflow_run else [], reward_weights=weights)
