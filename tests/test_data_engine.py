@@ -215,6 +215,54 @@ def test_expert_draws_its_line_through_the_point_point_found_on_a_line():
         next_call(plan, ["Point: no point here"])
 
 
+def _expert_episode(chart, question):
+    """The scripted expert's episode on ``question`` with the real tools."""
+    from thinkimg.agent.policies.scripted import ScriptedPolicy
+    from thinkimg.agent.rollout import rollout
+    from thinkimg.data.experts import expert
+    from thinkimg.tools import InProcessToolClient
+
+    row = {"id": "q", "image": chart.image, "question": question.text, "answer": question.answer,
+           "question_type": question.type, "plan": question.plan}
+    (episode,) = rollout(ScriptedPolicy(expert), [row], client=InProcessToolClient(ToolsConfig()), max_rounds=6,
+                         batch_size=1, tool_workers=1)
+    return episode
+
+
+def test_grouped_and_stacked_bar_plans_point_at_one_series_bar_and_the_expert_answers():
+    """Printed values: Point "the value label of S for X" (one call a value); unprinted: Point "the bar of S for X"
+    and its value end (a line there reads the axis; two ends tell which is higher); a stack's total: a line at
+    "the top of the stack for X"."""
+    from thinkimg.data.render import ChartStyle, render_chart
+    from thinkimg.data.questions import QUESTION_TYPES
+
+    table = Table("Household water use", ["2019", "2020", "2021", "2022"],
+                  {"Indoor": [412.0, 388.0, 402.0, 371.0], "Garden": [96.0, 171.0, 133.0, 158.0],
+                   "Leaks": [41.0, 37.0, 29.0, 55.0]}, unit="litres a day", category_name="Year", ordered=True)
+    charts = {"labelled": render_chart(table, ChartStyle(kind="grouped_bar", value_labels=True,
+                                                         legend_loc="outside right")),
+              "plain": render_chart(table, ChartStyle(kind="grouped_bar", value_labels=False,
+                                                      legend_loc="upper left")),
+              "stacked": render_chart(table, ChartStyle(kind="stacked_bar", value_labels=False,
+                                                        legend_loc="outside right"))}
+    expected = {("labelled", "series_value"): "the value label of ",
+                ("labelled", "series_compare"): "the value label of ", ("labelled", "trend"): "the value label of ",
+                ("plain", "series_value"): "the bar of ",
+                ("plain", "series_compare"): "the bar of ", ("plain", "trend"): "the bar of ",
+                ("stacked", "stack_total"): "the top of the stack for "}
+    for (name, qtype), description in expected.items():
+        for i in range(3):
+            question = QUESTION_TYPES[qtype].make(charts[name], random.Random(f"sb/{i}"))
+            if question is None:  # a value too near zero to read off the axis, or two too close to tell apart
+                continue
+            episode = _expert_episode(charts[name], question)
+            calls = [call for message in episode.conversation.messages for call in message.get("tool_calls") or []]
+            points = [c["function"]["arguments"]["description"] for c in calls if c["function"]["name"] == "Point"]
+            assert points and all(p.startswith(description) for p in points), (qtype, points)
+            assert episode.tool_failures == 0 and relaxed_match(episode.answer, question.answer), \
+                (name, qtype, question.text, question.answer, episode.answer)
+
+
 def test_expert_orders_marks_by_the_pixels_point_gave_without_reading_the_axis():
     """Heights: a line's point (pixel y grows downwards: higher on the image is the higher value) or a bar's value
     end (the box index ``end``: the top of a positive bar, the bottom of a negative one)."""

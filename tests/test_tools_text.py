@@ -593,3 +593,120 @@ def test_line_point_descriptions_parse():
         assert (query.line_at, query.series) == (at, series), description
     for description in ("the bar for Apples", "Snack bar", "Deaths at home", "2021", "the value label of May"):
         assert parse_description(description).line_at is None, description
+
+
+# ------------------------------------------------------------------------------------------ series bars and stacks
+
+
+def _series_bar_charts() -> dict[str, RenderedChart]:
+    from thinkimg.data.render import ChartStyle, render_chart
+    from thinkimg.data.tables import Table
+
+    years = ["2016", "2017", "2018"]
+    table = Table("Unemployment rate", years, {"Germany": [7.2, 6.6, 6.8], "Norway": [7.5, 8.8, 8.3],
+                                               "Egypt": [8.4, 8.2, 7.5]},
+                  unit="%", category_name="Year", ordered=True)
+    temps = Table("Average monthly temperature", ["Feb", "Mar", "Apr", "May"],
+                  {"Singapore": [26.5, 25.9, 27.2, 28.0], "Moscow": [-2.4, -4.3, 5.1, 15.7],
+                   "Cape Town": [20.0, 19.2, 17.9, 15.6]}, unit="°C", category_name="Month", ordered=True)
+    return {
+        # the legend sits right beside the last group's bars: its handles must not be taken for bars, nor the bars
+        # beside them for handles
+        "grouped": render_chart(table, ChartStyle(kind="grouped_bar", value_labels=True, legend_loc="outside right",
+                                                  rotate_ticks=45)),
+        "stacked": render_chart(table, ChartStyle(kind="stacked_bar", value_labels=True,
+                                                  legend_loc="outside right")),
+        "stacked plain": render_chart(table, ChartStyle(kind="stacked_bar", value_labels=False,
+                                                        legend_loc="outside right")),
+        # a grey series among grey axes; negative bars
+        "negative": render_chart(temps, ChartStyle(kind="grouped_bar", value_labels=False, legend_loc="upper left",
+                                                   palette=["#dc7ec0", "#797979", "#d4b862"])),
+    }
+
+
+SERIES_BAR_CHARTS = _series_bar_charts()
+
+
+@pytest.mark.parametrize("chart_name, series, category", [
+    ("grouped", "Egypt", "2018"), ("grouped", "Germany", "2016"), ("grouped", "Norway", "2017"),
+    ("stacked", "Egypt", "2018"), ("stacked", "Norway", "2016"), ("negative", "Moscow", "Mar"),
+    ("negative", "Moscow", "May"), ("negative", "Cape Town", "Feb")])
+def test_point_bar_of_a_series_for_a_category_gives_that_bar(client, chart_name, series, category):
+    """The series' colour comes from its legend handle, the bar is the block of that colour at the category."""
+    chart = SERIES_BAR_CHARTS[chart_name]
+    result = client.call("Point", chart.image, {"description": f"the bar of {series} for {category}"})
+    (bar,) = chart.find("bar", category=category, series=series)
+    (box,) = result.data["boxes"]
+    assert all(abs(a - b) <= 2 for a, b in zip(box, bar.box)), (result.text, bar.box)
+    assert result.data["kind"] == "series_bar" and result.data["series"] == series
+    assert result.text.startswith(f'Point: ({result.data["points"][0][0]}, {result.data["points"][0][1]}) — bar of '
+                                  f'"{series}" for "{category}", box [')
+
+
+@pytest.mark.parametrize("chart_name", ["grouped", "stacked"])
+def test_point_value_label_of_a_series_quotes_the_value_printed_at_its_bar(client, chart_name):
+    """Grouped bars print their values over their ends (the neighbours' values stand close by), stacked bars in
+    the middle of their segments."""
+    chart = SERIES_BAR_CHARTS[chart_name]
+    for series, category in (("Germany", "2017"), ("Norway", "2018"), ("Egypt", "2016"), ("Egypt", "2018")):
+        result = client.call("Point", chart.image, {"description": f"the value label of {series} for {category}"})
+        (printed,) = chart.find("value_label", category=category, series=series)
+        assert result.data["matched"] == [printed.text], result.text
+        assert f'"{printed.text}", the value label of the bar of "{series}" for "{category}"' in result.text
+
+
+def test_point_top_of_a_stack_reads_its_total_with_the_line_tool():
+    tools = InProcessToolClient(ToolsConfig(tools=["OCR", "Point", "DrawHorizontalLineByY"]))
+    chart = SERIES_BAR_CHARTS["stacked plain"]
+    for category, total in (("2016", 23.1), ("2017", 23.6), ("2018", 22.6)):
+        point = tools.call("Point", chart.image, {"description": f"the top of the stack for {category}"})
+        (x, y), = point.data["points"]
+        top = min(b.box[1] for b in chart.find("bar", category=category))
+        assert abs(y - top) <= 2, (point.text, top)
+        line = tools.call("DrawHorizontalLineByY", chart.image, {"y": y})
+        reading = float(re.search(r"reads (-?[\d.]+)", line.text).group(1))
+        assert abs(reading - total) <= 0.05 * total, line.text
+
+
+def test_point_series_bar_errors_name_what_is_missing(client):
+    chart = SERIES_BAR_CHARTS["grouped"]
+    with pytest.raises(ToolError) as err:
+        client.call("Point", chart.image, {"description": "the bar of France for 2017"})
+    assert "no legend entry or text matches the series 'france'" in err.value.message
+    with pytest.raises(ToolError) as err:
+        client.call("Point", chart.image, {"description": "the value label of Egypt for 1999"})
+    assert "no text matches the category '1999'" in err.value.message
+    with pytest.raises(ToolError) as err:
+        client.call("Point", SERIES_BAR_CHARTS["stacked plain"].image,
+                    {"description": "the value label of Egypt for 2017"})
+    assert "no text printed at it" in err.value.message
+
+
+def test_series_bar_descriptions_parse():
+    from thinkimg.tools.text import parse_description
+
+    cases = {
+        "the bar of Germany for 2010": ("germany", "2010", False),
+        "the Norway bar for Q1 2014": ("norway", "q1 2014", False),
+        "the segment of Cape Town for Mar": ("cape town", "mar", False),
+        "the value label of Egypt for 2018": ("egypt", "2018", True),
+        "value of the United States bar for 2012": ("united states", "2012", True),
+    }
+    for description, (series, at, value) in cases.items():
+        query = parse_description(description)
+        assert (query.series, query.bar_at, query.value) == (series, at, value), description
+    for description in ("the bar for Apples", "the value label of May", "the point of Germany at 2010", "2021"):
+        assert parse_description(description).bar_at is None, description
+    assert parse_description("the top of the stack for Jul").stack_at == "jul"
+
+
+def test_a_value_label_that_reads_like_a_series_bar_is_still_one_labels_value(client):
+    """"the value label of Men at 65" is the bar of "Men at 65" where a label reads so (not series Men at 65)."""
+    from thinkimg.data.render import ChartStyle, render_chart
+    from thinkimg.data.tables import Table
+
+    table = Table("Life expectancy", ["Men at 65", "Women at 65", "All"], {"Years": [18.1, 21.2, 19.7]},
+                  unit="years", category_name="Group")
+    chart = render_chart(table, ChartStyle(kind="bar", value_labels=True))
+    result = client.call("Point", chart.image, {"description": "the value label of Men at 65"})
+    assert result.data["matched"] == ["18.1"], result.text

@@ -149,3 +149,20 @@ def test_a_series_comparison_on_a_line_chart_relabels_series_and_category_not_pi
     assert labels == {"May", "Oslo", "Tokyo"} and numbers == set()
     text = _text(relabel(messages, {"plan": plan, "answer": "Tokyo"}, random.Random(3)))
     assert not {"May", "Oslo", "Tokyo"} & set(re.findall(r"\w+", text)) and "(179, 96)" in text
+
+
+def test_series_bar_plans_relabel_the_series_and_category_their_descriptions_name():
+    """A grouped chart's printed value: the key is the category, the series is named in ``names``; an unprinted
+    one: ``bar_lines`` with its series."""
+    plan = {"points": {"2021": "the value label of Garden for 2021"}, "names": ["Garden"],
+            "op": {"name": "lookup", "key": "2021"}}
+    messages = _conversation("What is the value of Garden for 2021?",
+                             [("Point", {"description": "the value label of Garden for 2021"})],
+                             ['Point: (400, 90) — "133", the value label of the bar of "Garden" for "2021"'], "133")
+    assert copied_strings(messages, {"plan": plan, "answer": "133"}) == ({"2021", "Garden"}, {"133"})
+    text = _text(relabel(messages, {"plan": plan, "answer": "133"}, random.Random(5)))
+    assert not {"2021", "Garden", "133"} & set(re.findall(r"\w+", text)) and "(400, 90)" in text
+    plan = {"bar_lines": [{"key": "2021", "category": "2021", "series": "Garden", "axis": "y", "end": 1,
+                           "description": "the bar of Garden for 2021"}], "op": {"name": "lookup", "key": "2021"}}
+    labels, _ = copied_strings(messages, {"plan": plan, "answer": "133"})
+    assert labels == {"2021", "Garden"}

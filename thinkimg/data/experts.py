@@ -11,18 +11,20 @@ gold one.
 Plan keys, in the order their calls are made: ``view`` (``{"tool": "Crop", "box"}`` or ``{"tool":
 "ZoomInSubfigure", "description"}``: later calls look at the view, ``img_1``), ``points`` (key -> a Point
 description: "the value label of X", "the highest bar", "the chart title"; the key's reading is the text Point
-quotes), ``bar_lines`` (``{"key", "category", "axis", "end"}``: Point "the bar for X", then a line at the bar's end
-``end`` (an index into the box Point gave) whose axis reading is the key's value), ``point_lines`` (``{"key",
+quotes), ``bar_lines`` (``{"key", "category", "axis", "end"}``: Point "the bar for X" — or its ``description``,
+"the bar of S for X" for ``series`` S — then a line at the bar's end ``end`` (an index into the box Point gave)
+whose axis reading is the key's value), ``point_lines`` (``{"key",
 "category", "series", "description", "axis"}``: Point "the point of S at X", then a line through the point it
 gives, read on the axis), ``heights`` (key -> ``{"category", "series", "description", "axis", "end"}``: Point at a
 bar or a line's point; the key's reading is
 the pixel of its value end on the value axis, the bar's box index ``end`` or the point (``end`` None), signed so
 that a higher value reads larger: it orders marks without reading the axis), ``lines`` (``{"key", "axis",
 "at"}``: a line at a known pixel, read on the axis), and the OCR readings: ``read`` (key -> box of a printed value),
-``labels`` (name -> box of a point label), ``text`` (box of a text to copy). ``op`` says how the readings become the
-answer; with ``calculate`` the arithmetic ops (``absdiff``, ``sum``, ``mean``) are written as an expression over the
-numbers read (``abs(257 - 44)``, ``(12 + 3.5 + 8) / 3``) for a last Calculate call, and the answer is the result
-it states. Boxes and pixels are of the original image (``img_0``).
+``labels`` (name -> box of a point label), ``text`` (box of a text to copy). ``names``: labels the descriptions
+name besides the keys (the series of "the value label of S for X"; relabelled with the rest). ``op`` says how the
+readings become the answer; with ``calculate`` the arithmetic ops (``absdiff``, ``sum``, ``mean``) are written as an
+expression over the numbers read (``abs(257 - 44)``, ``(12 + 3.5 + 8) / 3``) for a last Calculate call, and the
+answer is the result it states. Boxes and pixels are of the original image (``img_0``).
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ def _steps(plan: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     for key, height in plan.get("heights", {}).items():
         steps.append(("height", {"key": key, **height}))
     for line in plan.get("bar_lines", []):
-        steps.append(("point", {"key": None, "description": f"the bar for {line['category']}"}))
+        description = line.get("description", f"the bar for {line['category']}")
+        steps.append(("point", {"key": None, "description": description}))
         steps.append(("bar_line", line))
     for line in plan.get("point_lines", []):
         steps.append(("point", {"key": None, "description": line["description"]}))

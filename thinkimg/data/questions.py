@@ -7,8 +7,10 @@ a bar marks its value, the pixel of a line's point, the panel's title); *what* i
 outputs when the expert runs. Every question type says which tools its answer needs: on bar charts Point finds a
 printed value ("the value label of X"), the highest or lowest bar, the title; values between gridlines need the bar
 (Point) and a line at its end (DrawHorizontalLineByY / DrawVerticalLineByX read the axis there); other printed
-values need OCR (or Crop/ZoomInSubfigure then OCR). On line charts Point finds where a series passes over a
-category ("the point of S at X"), and a line through that point reads its value. Which of two marks is higher (a
+values need OCR (or Crop/ZoomInSubfigure then OCR). On grouped and stacked bars Point finds one series' bar ("the
+bar of S for X"), the value printed at it ("the value label of S for X") and the top of a stack, where a line reads
+the total. On line charts Point finds where a series passes over a category ("the point of S at X"), and a line
+through that point reads its value. Which of two marks is higher (a
 trend between two categories, two series compared) is told by the pixels Point gave them, without reading the
 axis. Differences, totals and averages of the values read are computed with Calculate (plan key ``calculate``).
 """
@@ -161,14 +163,27 @@ def _value_label(category: str) -> str:
     return f"the value label of {category}"
 
 
-def _bar_line(chart: RenderedChart, key: str, category: str) -> dict[str, Any]:
-    """Point at the bar of ``category``, then a line at its value end: the top of a vertical bar (its bottom when
-    the value is negative), the right end of a horizontal one (its left end when negative); ``end`` indexes the
-    bar's box ``[x0, y0, x1, y1]``."""
+def _series_bar(series: str, category: str) -> str:
+    """Point's description of one series' bar over a category (grouped or stacked bars)."""
+    return f"the bar of {series} for {category}"
+
+
+def _series_value_label(series: str, category: str) -> str:
+    """Point's description of the value printed at one series' bar over a category."""
+    return f"the value label of {series} for {category}"
+
+
+def _bar_line(chart: RenderedChart, key: str, category: str, series: str | None = None) -> dict[str, Any]:
+    """Point at the bar of ``category`` (of ``series`` on a grouped chart: its ``description``), then a line at its
+    value end: the top of a vertical bar (its bottom when the value is negative), the right end of a horizontal one
+    (its left end when negative); ``end`` indexes the bar's box ``[x0, y0, x1, y1]``."""
     axis = _value_axis(chart)
-    negative = _single(chart).value(category) < 0
+    negative = _single(chart).value(category, series) < 0
     end = (3 if negative else 1) if axis == "y" else (0 if negative else 2)
-    return {"key": key, "category": category, "axis": axis, "end": end}
+    line = {"key": key, "category": category, "axis": axis, "end": end}
+    if series is not None:
+        line.update(series=series, description=_series_bar(series, category))
+    return line
 
 
 def _point_of(category: str, series: str | None = None) -> str:
@@ -190,9 +205,9 @@ def _height(chart: RenderedChart, category: str, series: str | None = None) -> d
     if chart_kind(chart) == "line":
         return {"category": category, "series": series, "description": _point_of(category, series),
                 "axis": _value_axis(chart), "end": None}
-    line = _bar_line(chart, category, category)
-    return {"category": category, "series": None, "description": f"the bar for {category}", "axis": line["axis"],
-            "end": line["end"]}
+    line = _bar_line(chart, category, category, series)
+    return {"category": category, "series": series, "description": line.get("description", f"the bar for {category}"),
+            "axis": line["axis"], "end": line["end"]}
 
 
 def _value_axis(chart: RenderedChart) -> str:
@@ -396,21 +411,23 @@ def _trend(chart: RenderedChart, rng: random.Random, series: str | None) -> Ques
     text = f"Did {name}increase or decrease from {a} to {b}?"
     op = {"name": "trend", "keys": [a, b]}
     bars = _bars(chart)
+    grouped = chart_kind(chart) == "grouped_bar"
     if _labelled(chart):
         if bars:
             return Question("trend", text, answer, ["Point"],
                             {"points": {a: _value_label(a), b: _value_label(b)}, "op": op})
-        boxes = {a: _value_box(chart, a, series), b: _value_box(chart, b, series)}
-        if None in boxes.values():
+        if None in (_value_box(chart, a, series), _value_box(chart, b, series)):
             return None
+        if grouped:
+            return Question("trend", text, answer, ["Point"],
+                            {"points": {a: _series_value_label(series, a), b: _series_value_label(series, b)},
+                             "names": [series], "op": op})
+        boxes = {a: _value_box(chart, a, series), b: _value_box(chart, b, series)}
         return Question("trend", text, answer, ["OCR"], {"read": boxes, "op": op})
-    lines = [_line(chart, a, a, series), _line(chart, b, b, series)]
-    if not bars and None in lines:
+    if not bars and None in (_line(chart, a, a, series), _line(chart, b, b, series)):
         return None
-    if bars or chart_kind(chart) == "line":
-        return Question("trend", text, answer, ["Point"],
-                        {"heights": {a: _height(chart, a, series), b: _height(chart, b, series)}, "op": op})
-    return Question("trend", text, answer, [line_tool(_value_axis(chart))], {"lines": lines, "op": op})
+    return Question("trend", text, answer, ["Point"],
+                    {"heights": {a: _height(chart, a, series), b: _height(chart, b, series)}, "op": op})
 
 
 def _ordered_xy(chart: RenderedChart) -> bool:
@@ -434,23 +451,25 @@ def _series_value(chart: RenderedChart, rng: random.Random) -> Question | None:
     cat, series = rng.choice(table.categories), rng.choice(table.series_names)
     value = table.value(cat, series)
     text = f"What is the value of {series} for {cat}?"
+    lookup = {"name": "lookup", "key": cat}
     if _labelled(chart):
         box = _value_box(chart, cat, series)
         if box is None:
             return None
-        return Question("series_value", text, format_number(value), ["Crop", "OCR"],
-                        {"view": {"tool": "Crop", "box": _around(chart, box)}, "read": {cat: box},
-                         "op": {"name": "lookup", "key": cat}})
+        if chart_kind(chart) == "line":
+            return Question("series_value", text, format_number(value), ["Crop", "OCR"],
+                            {"view": {"tool": "Crop", "box": _around(chart, box)}, "read": {cat: box}, "op": lookup})
+        return Question("series_value", text, format_number(value), ["Point"],
+                        {"points": {cat: _series_value_label(series, cat)}, "names": [series], "op": lookup})
     if chart_kind(chart) == "stacked_bar" or not _readable_on_axis(chart, value):
         return None
-    line = _line(chart, cat, cat, series)
-    if line is None:
+    if _line(chart, cat, cat, series) is None:
         return None
     if chart_kind(chart) == "line":
         return Question("series_value", text, format_number(value), ["Point", "DrawHorizontalLineByY"],
-                        {"point_lines": [_point_line(chart, cat, cat, series)], "op": {"name": "lookup", "key": cat}})
-    return Question("series_value", text, format_number(value), ["DrawHorizontalLineByY"],
-                    {"lines": [line], "op": {"name": "lookup", "key": cat}})
+                        {"point_lines": [_point_line(chart, cat, cat, series)], "op": lookup})
+    return Question("series_value", text, format_number(value), ["Point", "DrawHorizontalLineByY"],
+                    {"bar_lines": [_bar_line(chart, cat, cat, series)], "op": lookup})
 
 
 @question_type("series_compare", "which of two series is higher in one category",
@@ -468,18 +487,17 @@ def _series_compare(chart: RenderedChart, rng: random.Random) -> Question | None
         boxes = {s1: _value_box(chart, cat, s1), s2: _value_box(chart, cat, s2)}
         if None in boxes.values():
             return None
-        return Question("series_compare", text, answer, ["OCR"], {"read": boxes, "op": {"name": "argmax"}})
+        if chart_kind(chart) == "line":
+            return Question("series_compare", text, answer, ["OCR"], {"read": boxes, "op": {"name": "argmax"}})
+        return Question("series_compare", text, answer, ["Point"],
+                        {"points": {s1: _series_value_label(s1, cat), s2: _series_value_label(s2, cat)},
+                         "names": [cat], "op": {"name": "argmax"}})
     if chart_kind(chart) == "stacked_bar" or abs(v1 - v2) < 0.05 * (_span(chart) or 1):
         return None
-    lines = [_line(chart, s1, cat, s1), _line(chart, s2, cat, s2)]
-    if None in lines:
+    if None in (_line(chart, s1, cat, s1), _line(chart, s2, cat, s2)):
         return None
-    if chart_kind(chart) == "line":
-        return Question("series_compare", text, answer, ["Point"],
-                        {"heights": {s1: _height(chart, cat, s1), s2: _height(chart, cat, s2)},
-                         "op": {"name": "argmax"}})
-    return Question("series_compare", text, answer, ["DrawHorizontalLineByY"],
-                    {"lines": lines, "op": {"name": "argmax"}})
+    return Question("series_compare", text, answer, ["Point"],
+                    {"heights": {s1: _height(chart, cat, s1), s2: _height(chart, cat, s2)}, "op": {"name": "argmax"}})
 
 
 @question_type("stack_total", "the total of one stacked bar (its printed segments summed with Calculate, or read "
@@ -496,11 +514,12 @@ def _stack_total(chart: RenderedChart, rng: random.Random) -> Question | None:
             return None
         return Question("stack_total", text, format_number(total), ["OCR", "Calculate"],
                         {"read": boxes, "op": {"name": "sum"}, "calculate": True})
-    top = _line(chart, cat, cat, table.series_names[-1])
-    if top is None or not _readable_on_axis(chart, total):
+    if any(table.value(cat, s) < 0 for s in table.series_names) or not _readable_on_axis(chart, total):
         return None
-    return Question("stack_total", text, format_number(total), ["DrawHorizontalLineByY"],
-                    {"lines": [top], "op": {"name": "lookup", "key": cat}})
+    return Question("stack_total", text, format_number(total), ["Point", "DrawHorizontalLineByY"],
+                    {"point_lines": [{"key": cat, "category": cat, "series": None, "axis": _value_axis(chart),
+                                      "description": f"the top of the stack for {cat}"}],
+                     "op": {"name": "lookup", "key": cat}})
 
 
 # ------------------------------------------------------------------------------------------ pies, scatter, title

@@ -6,8 +6,10 @@ from a y tick label) to the first bar-like region and answers with that bar's ce
 that bar, then the text printed at one of its ends, in line with it (what ``bar_label`` and most chart tools
 print). "The point of S at X" walks up from the category label X (its tick) to the first pixels of series S's
 colour, read off S's legend handle ("the point at X": the line drawn with the most ink), and answers with the
-middle of that mark: where the line tools read the value off the axis. "The chart title" is the whole title, its
-lines joined, when it is set over several lines.
+middle of that mark: where the line tools read the value off the axis. "The bar of S for X" (grouped or stacked
+bars) is the block of S's colour at X's tick, "the value label of S for X" the number printed at it (over its end,
+or inside a stacked segment), "the top of the stack for X" the top of all the segments standing over X. "The
+chart title" is the whole title, its lines joined, when it is set over several lines.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pydantic import Field, field_validator
 from thinkimg.tools.base import Tool, ToolArgs, ToolError, ToolResult
 from thinkimg.tools.boxes import overlap_1d
 from thinkimg.tools.ocr.base import TextLine
+from thinkimg.tools.regions import upscale_region
 from thinkimg.tools.registry import register_tool
 from thinkimg.tools.segment import Region, as_rgb_array, background_color, region_around
 
@@ -248,6 +251,20 @@ _LINE_POINT_PATTERNS = [
 ]
 
 
+#: A bar of one series over a category, on a grouped or stacked bar chart: "the bar of S for X", "the S bar for X",
+#: "the segment of S for X"; with "value label" the text printed at it: "the value label of S for X".
+_SERIES_BAR_PATTERNS = [
+    re.compile(r"^(?:the |a )?(?:printed )?(values?)(?: labels?)? (?:of|for) (?:the )?(.+?)"
+               r"(?: bars?| segments?| series)? (?:for|at|in) (.+)$"),
+    re.compile(r"^(?:the |a )?()(?:bar|segment) (?:of|for) (?:the )?(.+?)(?: series)? (?:for|at|in) (.+)$"),
+    re.compile(r"^(?:the |a )?()(.+?) (?:bar|segment) (?:for|at|in) (.+)$"),
+]
+#: A printed value: "12", "-3.5", "1,204.0", "45%", "$12".
+_PRINTED_NUMBER = re.compile(r"^-?[$€£]?\d[\d,]*(?:\.\d+)?%?$")
+#: The top of a stacked bar: "the top of the stack for X".
+_STACK_PATTERN = re.compile(r"^(?:the |a )?top of (?:the )?(?:stack|stacked bar|bar) (?:for|of|at) (.+)$")
+
+
 @dataclass
 class Query:
     """What a description asks for: text ``targets`` (normalised; the first ``loose`` of them may match partly or
@@ -264,6 +281,12 @@ class Query:
     #: A point of a plotted line: the category label it stands over, and its series (None: the chart's one line).
     line_at: str | None = None
     series: str | None = None
+    #: A bar of ``series`` over this category (grouped or stacked bars); ``value`` asks for its printed value.
+    #: The description also reads as one label's bar ("the value label of Men at 65"), the ``targets``: that
+    #: reading is taken when the series or the category matches no text.
+    bar_at: str | None = None
+    #: The top of the stacked bar over this category.
+    stack_at: str | None = None
 
 
 def parse_description(description: str) -> Query:
@@ -274,7 +297,12 @@ def parse_description(description: str) -> Query:
     if ranked and not quoted:
         top = ranked.group(2) in ("highest", "tallest", "longest", "largest", "biggest")
         return Query(targets=[], bar=True, rank=(_ORDINAL[ranked.group(1)], top))
-    for pattern in _LINE_POINT_PATTERNS:
+    stack = _STACK_PATTERN.match(norm)
+    if stack and strip_filler(stack.group(1)) and not quoted:
+        return Query(targets=[norm], stack_at=strip_filler(stack.group(1)))
+    series_bar = next((m for m in (p.match(norm) for p in _SERIES_BAR_PATTERNS)
+                       if m and strip_filler(m.group(2)) and strip_filler(m.group(3))), None)
+    for pattern in _LINE_POINT_PATTERNS if series_bar is None else []:
         m = pattern.match(norm)
         if m and strip_filler(m.group(2)):
             series = strip_filler(m.group(1)) or None
@@ -303,7 +331,11 @@ def parse_description(description: str) -> Query:
                 role = "x axis title"
             elif words & {"title", "heading"}:
                 role = "title"
-    return Query(targets=primary + whole, bar=bar, role=role, loose=len(primary), value=value)
+    query = Query(targets=primary + whole, bar=bar, role=role, loose=len(primary), value=value)
+    if series_bar is not None and not quoted:
+        query.bar, query.value = True, bool(series_bar.group(1)) or value
+        query.series, query.bar_at = strip_filler(series_bar.group(2)), strip_filler(series_bar.group(3))
+    return query
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -721,9 +753,19 @@ def series_color(arr: np.ndarray, ink: np.ndarray, bg: tuple[int, int, int], ent
         # A handle is a stroke at least 2 px thick or a marker; a frame's edge or a glyph's fringe is 1 px.
         # (OpenCV anchors an even kernel off centre, so the opening is shifted a pixel: keep it inside the mask.)
         thick = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)).astype(bool) & mask
-        pixels = arr[rows, cols][thick if thick.sum() >= 6 else mask]
+        keep = thick if thick.sum() >= 6 else mask
         if text_color is not None:
-            pixels = pixels[np.abs(pixels.astype(np.int16) - text_color).max(axis=1) > LINE_COLOR_TOLERANCE]
+            keep = keep & (np.abs(arr[rows, cols].astype(np.int16) - text_color).max(axis=2) > LINE_COLOR_TOLERANCE)
+        # A mark that runs on past the window's outer edge is the plot beside the legend (a bar), not a handle.
+        inked = np.flatnonzero(keep.any(axis=0))
+        outer = 0 if c0 < x0 else keep.shape[1] - 1
+        if len(inked) and outer in inked:
+            runs = np.split(inked, np.flatnonzero(np.diff(inked) > 1) + 1)
+            cut = runs[0] if outer == 0 else runs[-1]
+            if len(cut) < len(inked):
+                keep = keep.copy()
+                keep[:, cut[0]:cut[-1] + 1] = False
+        pixels = arr[rows, cols][keep]
         if len(pixels) >= 6:
             color, count = _mode_color(pixels)
             if count >= 4:
@@ -806,6 +848,94 @@ def walk_to_mark(mask: np.ndarray, start: tuple[int, int], half_width: int = 2) 
 
 
 # --------------------------------------------------------------------------------------------------------------
+# One series' bar over a category (grouped or stacked bars), and the top of a stack
+
+
+def find_series_bar(arr: np.ndarray, color: tuple[int, int, int], label: TextLine, lines: list[TextLine],
+                    tick: int, line_height: float, legend: Box | None) -> tuple[Box, bool] | None:
+    """The bar of colour ``color`` that belongs to the category label ``label``: of the solid blocks of that colour
+    (its legend handle beside ``legend`` excluded), the one nearest the label's tick ``tick`` across the bars
+    (above the label: vertical bars) or nearest the label's middle row (starting just right of it: horizontal
+    bars), no further than half-way to the next label of the same axis.
+    Returns its box ``(x0, y0, x1, y1)`` (exclusive ends) and whether it stands vertically."""
+    h, w = arr.shape[:2]
+    near = np.abs(arr.astype(np.int16) - np.array(color, np.int16)).max(axis=2) <= LINE_COLOR_TOLERANCE
+    # Off lines 1-2 px thick (an axis or a frame of a grey near the bars' grey would join them).
+    near = cv2.morphologyEx(near.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    count, _, stats, _ = cv2.connectedComponentsWithStats(near, connectivity=4)
+    handle = None
+    if legend is not None:  # the legend handle beside its entry has the bars' colour: a block within its row
+        x0, y0, x1, y1 = legend
+        reach = 5 * line_height
+        handle = (x0 - reach, y0 - line_height / 2, x1 + reach, y1 + line_height / 2)
+    lx0, ly0, lx1, ly1 = label.box
+    cy = (ly0 + ly1) / 2
+    row = [o for o in _row(lines, label) if o is not label]
+    column = [o for o in lines if o is not label and abs(o.box[2] - lx1) <= line_height]
+    spacing_x = min((abs(o.center[0] - label.center[0]) for o in row), default=float(w))
+    spacing_y = min((abs(o.center[1] - label.center[1]) for o in column if o.center[1] != label.center[1]),
+                    default=float(h))
+    best: tuple[float, int, Box, bool] | None = None
+    for i in range(1, count):
+        x, y, bw, bh, area = (int(v) for v in stats[i])
+        if bw < 2 or bh < 2 or area < 12 or area < 0.7 * bw * bh:  # a solid block: not a glyph, not a line
+            continue
+        if handle is not None and handle[0] <= x and x + bw <= handle[2] and handle[1] <= y and y + bh <= handle[3]:
+            continue
+        candidates = []
+        if y + bh <= ly1:  # above the label: a vertical bar, nearest the tick across
+            candidates.append((max(0, x - tick, tick - (x + bw - 1)), spacing_x, True))
+        # right of the label, starting close by (a bar further right stands over another label): a horizontal
+        # bar, nearest the label's middle row
+        if lx1 - line_height / 2 <= x <= lx1 + 3 * line_height:
+            candidates.append((max(0.0, y - cy, cy - (y + bh - 1)), spacing_y, False))
+        for distance, spacing, vertical in candidates:
+            if distance > max(2.0, 0.45 * spacing):  # the same series' bar of the next category is further
+                continue
+            key = (distance, -area)
+            if best is None or key < (best[0], best[1]):
+                best = (distance, -area, (x, y, x + bw, y + bh), vertical)
+    return (best[2], best[3]) if best else None
+
+
+def text_at_series_bar(bar: Box, vertical: bool, exclude: list[Box], lines: list[TextLine],
+                       line_height: float) -> TextLine | None:
+    """The text printed at a bar of a grouped or stacked chart: one centred inside it (a stacked segment's value),
+    else the nearest beyond one of its ends, within two line heights, centred across the bar (its neighbours'
+    values stand over their own bars). A value has a digit (a title set close over a stack has none); texts boxed in
+    ``exclude`` (the category label, the legend entry) are not values."""
+    x0, y0, x1, y1 = bar
+    best: tuple[float, TextLine] | None = None
+    for line in lines:
+        if line.box in exclude or not any(c.isdigit() for c in line.text):
+            continue
+        cx, cy = line.center
+        if x0 <= cx < x1 and y0 <= cy < y1:
+            return line
+        across, lo, hi = (cx, x0, x1) if vertical else (cy, y0, y1)
+        if not lo - 1 <= across <= hi + 1:
+            continue
+        t0, t1 = (line.box[1], line.box[3]) if vertical else (line.box[0], line.box[2])
+        e0, e1 = (y0, y1) if vertical else (x0, x1)
+        gap = min(abs(e0 - t1), abs(t0 - e1))
+        if gap <= 2 * line_height and (best is None or gap < best[0]):
+            best = (gap, line)
+    return best[1] if best else None
+
+
+def stack_top(arr: np.ndarray, bottom: Box, bg: tuple[int, int, int]) -> int:
+    """The top row of the stacked bar whose lowest segment is ``bottom``: up from that segment, row by row while at
+    least a third of its columns are off the background (segments of other colours, the text printed on them)."""
+    x0, y0, x1, _ = bottom
+    cols = slice(x0 + 1, max(x0 + 2, x1 - 1))  # inside the bar: clear of a neighbour's anti-aliased edge
+    inked = _ink(arr[:y0, cols], bg).mean(axis=1) >= 1 / 3
+    top = y0
+    while top - 1 >= 0 and inked[top - 1]:
+        top -= 1
+    return top
+
+
+# --------------------------------------------------------------------------------------------------------------
 # Point
 
 
@@ -814,8 +944,9 @@ class PointArgs(ToolArgs):
         description=(
             "The element to locate, by its text or role: a tick label ('2021'), a legend entry, a value label, "
             "'the chart title', 'the y-axis title', 'the bar for X', 'the value label of X' (the value printed "
-            "at the bar for X), or 'the point of S at X' (where series S's line passes over category X; 'the point "
-            "at X' on a chart of one line)."
+            "at the bar for X), 'the bar of S for X' or 'the value label of S for X' (series S's bar over category "
+            "X on a grouped or stacked bar chart), 'the top of the stack for X', or 'the point of S at X' (where "
+            "series S's line passes over category X; 'the point at X' on a chart of one line)."
         ),
         max_length=MAX_DESCRIPTION,
     )
@@ -839,7 +970,9 @@ class Point(Tool):
     description = (
         "Find the pixel point (x, y) of a described element: a tick label, axis title, legend entry, value label, "
         "the chart title, 'the bar for X' (the centre of that bar), 'the value label of X' (the text printed at "
-        "that bar's end, quoted) or 'the point of S at X' (where the line of series S passes over category X). "
+        "that bar's end, quoted), 'the bar of S for X' / 'the value label of S for X' (series S's bar over category "
+        "X, grouped or stacked), 'the top of the stack for X' or 'the point of S at X' (where the line of series S "
+        "passes over category X). "
         "Several equally good matches are all listed."
     )
     Args = PointArgs
@@ -857,6 +990,13 @@ class Point(Tool):
             if not found:
                 raise ToolError(f"no {query.role} found in {args.image}", argument="description")
             return self._text_result([Match(ln, 1.0, ln.box) for ln in found])
+
+        if query.stack_at is not None:
+            return self._stack_result(image, lines, query, args.description)
+        # "the value label of Men at 65" is the bar of series "Men" at 65 unless a text reads "Men at 65".
+        if query.bar_at is not None and not any(normalize(ln.text) in (normalize(args.description), query.targets[0])
+                                                for ln in lines):
+            return self._series_bar_result(image, lines, query, args.description)
 
         if query.line_at is not None:
             exact = [m for m in best_matches(query.targets, lines, loose=0)
@@ -989,6 +1129,144 @@ class Point(Tool):
             data={"points": [list(p) for _, p in found], "matched": [m.line.text for m, _ in found],
                   "series": entry.text if entry else None, "color": hexa, "kind": "line_point"},
         )
+
+    def _reread(self, image: Image.Image, line: TextLine, bar: Box, vertical: bool, lines: list[TextLine],
+                line_height: float) -> str:
+        """The value ``line`` printed at ``bar``, read again on its own, cropped and upscaled as Crop does: small
+        values read on the whole chart lose digits ("10" for "10.8"). A value set upright over a vertical bar (a
+        box taller than wide, or OCR's pieces of it stacked in the bar's column) is read on the column beyond the
+        bar's end, turned level. The second reading is taken only where it goes on from the first ("10" ->
+        "10.8"; not "2122" where a neighbour's value crept in, nor a lone text that is not a number)."""
+        x0, y0, x1, y1 = line.box
+        bx0, by0, bx1, by1 = bar
+        above = y1 <= by0 + 2
+        pieces = [o for o in lines if o is not line and any(c.isdigit() for c in o.text)
+                  and bx0 - 2 <= o.center[0] <= bx1 + 2 and 0 <= (y0 - o.box[3] if above else o.box[1] - y1) <= 4]
+        inside = bx0 <= line.center[0] < bx1 and by0 <= line.center[1] < by1  # a stacked segment's own value
+        upright = vertical and not inside and ((y1 - y0) > 1.1 * (x1 - x0) or bool(pieces))
+        if upright:
+            reach = int(6 * line_height)
+            box = (max(0, min(bx0, x0) - 2), max(0, by0 - reach) if above else by1,
+                   min(image.width, max(bx1, x1) + 2), by0 if above else min(image.height, by1 + reach))
+        else:
+            margin = max(3, (y1 - y0) // 2)
+            box = (max(0, x0 - margin), max(0, y0 - margin), min(image.width, x1 + margin),
+                   min(image.height, y1 + margin))
+        if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+            return line.text
+        view = image.crop(box)
+        if upright:  # set reading upwards: a quarter turn clockwise lays it level, the bar's end at the left
+            view = view.rotate(-90, expand=True)
+        cfg = self.context.config
+        view, _ = upscale_region(view, (0, 0, view.width, view.height), min_short_side=cfg.crop.min_short_side,
+                                 max_upscale=cfg.crop.max_upscale, max_pixels=cfg.limits.max_image_pixels)
+        found = [ln for ln in self.context.ocr(view) if any(c.isdigit() for c in ln.text)]
+        if upright and found:  # the one nearest the bar's end
+            found = [min(found, key=lambda ln: ln.box[0] if above else -ln.box[2])]
+        if len(found) != 1:
+            return line.text
+        first, again = line.text.strip().lstrip("-"), found[0].text.strip()
+        extends = again.lstrip("-").startswith(first) and _PRINTED_NUMBER.match(again) is not None
+        return again if extends else line.text
+
+    def _series_bar_result(self, image: Image.Image, lines: list[TextLine], query: Query,
+                           description: str) -> ToolResult:
+        """The bar of series ``query.series`` over category ``query.bar_at`` (grouped or stacked bars): its colour
+        from the series' legend entry, then the block of that colour at the category's tick (:func:`find_series_bar`);
+        with ``query.value`` the text printed at it, read again on its own (:meth:`_reread`)."""
+        entries = best_matches([query.series], lines, loose=1)
+        if not entries:
+            near = ", ".join(json.dumps(t, ensure_ascii=False) for t in nearest_texts(query.series, lines))
+            raise ToolError(f"no legend entry or text matches the series {query.series!r} of {description!r}; "
+                            f"nearest texts: {near}", argument="description")
+        labels = [m for m in best_matches([query.bar_at], lines, loose=1) if m.line is not entries[0].line]
+        if not labels:
+            near = ", ".join(json.dumps(t, ensure_ascii=False) for t in nearest_texts(query.bar_at, lines))
+            raise ToolError(f"no text matches the category {query.bar_at!r} of {description!r}; nearest texts: "
+                            f"{near}", argument="description")
+        arr = as_rgb_array(image)
+        line_height = _line_height(lines)
+        bg = dominant_color(arr)
+        raw = _ink(arr, bg)
+        entry = entries[0].line
+        text_boxes = [ln.box for ln in lines if len(normalize(ln.text)) >= 2]
+        color = series_color(arr, raw, bg, entry, text_boxes, line_height)
+        if color is None:
+            raise ToolError(f"found {json.dumps(entry.text, ensure_ascii=False)} at {list(_center(entry.box))} but "
+                            "no coloured mark beside it to tell its bars' colour", argument="description")
+        ink = _off_boxes(raw, [ln.box for ln in lines])
+        found = []
+        for m in labels:
+            label = TextLine(m.line.text, m.box, m.line.confidence) if m.box != m.line.box else m.line
+            tick = tick_x(ink, raw, label.box, line_height, slanted(arr, label.box, bg))
+            hit = find_series_bar(arr, color, label, lines, tick, line_height, entry.box)
+            if hit is not None:
+                found.append((m, label, *hit))
+        hexa = "#%02x%02x%02x" % color
+        if not found:
+            where = ", ".join(f"{json.dumps(m.line.text, ensure_ascii=False)} at {list(_center(m.box))}"
+                              for m in labels)
+            raise ToolError(f"found the label {where} but no bar of the colour of "
+                            f"{json.dumps(entry.text, ensure_ascii=False)} ({hexa}) at it", argument="description")
+        name = json.dumps(entry.text, ensure_ascii=False)
+        if query.value:
+            points, texts, bar_boxes, cats = [], [], [], []
+            for m, label, box, vertical in found:
+                text = text_at_series_bar(box, vertical, [label.box, m.line.box, entry.box], lines, line_height)
+                if text is not None:
+                    points.append(list(_center(text.box)))
+                    texts.append(self._reread(image, text, box, vertical, lines, line_height))
+                    bar_boxes.append(list(box))
+                    cats.append(m.line.text)
+            if not points:
+                raise ToolError(f"found the bar of {name} for {json.dumps(found[0][0].line.text, ensure_ascii=False)}"
+                                f" at {list(found[0][2])} but no text printed at it (the chart may not print values: "
+                                "read them off the axis)", argument="description")
+            parts = [f"({x}, {y}) — {json.dumps(t, ensure_ascii=False)}, the value label of the bar of {name} for "
+                     f"{json.dumps(c, ensure_ascii=False)}" for (x, y), t, c in zip(points, texts, cats)]
+            data = {"points": points, "matched": texts, "labels": cats, "bar_boxes": bar_boxes, "series": entry.text,
+                    "color": hexa, "kind": "series_value"}
+        else:
+            points = [list(_center(box)) for _, _, box, _ in found]
+            parts = [f"({x}, {y}) — bar of {name} for {json.dumps(m.line.text, ensure_ascii=False)}, box {list(box)}"
+                     for (x, y), (m, _, box, _) in zip(points, found)]
+            data = {"points": points, "boxes": [list(box) for _, _, box, _ in found],
+                    "matched": [m.line.text for m, _, _, _ in found], "series": entry.text, "color": hexa,
+                    "kind": "series_bar"}
+        head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
+        return ToolResult(text=head + "; ".join(parts), data=data)
+
+    @staticmethod
+    def _stack_result(image: Image.Image, lines: list[TextLine], query: Query, description: str) -> ToolResult:
+        """The top of the stacked bar over category ``query.stack_at``: its lowest segment found from the label
+        (:func:`find_bar`), then up through the segments above it (:func:`stack_top`)."""
+        labels = best_matches([query.stack_at], lines, loose=1)
+        if not labels:
+            near = ", ".join(json.dumps(t, ensure_ascii=False) for t in nearest_texts(query.stack_at, lines))
+            raise ToolError(f"no text matches the category {query.stack_at!r} of {description!r}; nearest texts: "
+                            f"{near}", argument="description")
+        arr = as_rgb_array(image)
+        bg = dominant_color(arr)
+        line_height = _line_height(lines)
+        text_boxes = [ln.box for ln in lines]
+        found = []
+        for m in labels:
+            label = TextLine(m.line.text, m.box, m.line.confidence) if m.box != m.line.box else m.line
+            hit = find_bar(arr, label, text_boxes, line_height)
+            if hit is not None and hit[1][1] < label.box[1]:  # walked up: a vertical stack
+                x0, _, x1, y1 = hit[0].box
+                found.append((m, (x0, stack_top(arr, hit[0].box, bg), x1, y1)))
+        if not found:
+            where = ", ".join(f"{json.dumps(m.line.text, ensure_ascii=False)} at {list(_center(m.box))}"
+                              for m in labels)
+            raise ToolError(f"found the label {where} but no stacked bar standing over it", argument="description")
+        points = [[(box[0] + box[2]) // 2, box[1]] for _, box in found]
+        parts = [f"({x}, {y}) — the top of the stack for {json.dumps(m.line.text, ensure_ascii=False)}, box "
+                 f"{list(box)}" for (x, y), (m, box) in zip(points, found)]
+        head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
+        return ToolResult(text=head + "; ".join(parts),
+                          data={"points": points, "boxes": [list(box) for _, box in found],
+                                "matched": [m.line.text for m, _ in found], "kind": "stack_top"})
 
     @staticmethod
     def _ranked_result(image: Image.Image, lines: list[TextLine], k: int, top: bool, description: str) -> ToolResult:

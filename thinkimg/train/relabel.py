@@ -34,7 +34,9 @@ Words = Optional[Callable[[random.Random, str], str]]
 def _plan_labels(plan: dict[str, Any]) -> set[str]:
     labels = set(plan.get("read", {})) | set(plan.get("labels", {}))
     labels |= {k for k in plan.get("points", {}) if k not in _PLACEHOLDERS}
-    labels |= {line["category"] for line in plan.get("bar_lines", [])}
+    labels |= set(plan.get("names", []))
+    for line in plan.get("bar_lines", []):
+        labels |= {line["category"], line.get("series") or ""}
     for mark in plan.get("point_lines", []) + list(plan.get("heights", {}).values()):
         labels |= {mark["category"], mark.get("series") or ""}
     view = plan.get("view") or {}
