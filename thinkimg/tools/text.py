@@ -960,6 +960,18 @@ class PointArgs(ToolArgs):
         return value
 
 
+def _category_labels(lines: list[TextLine], category: str, description: str,
+                     entry: TextLine | None = None) -> list[Match]:
+    """The texts that match the category a description names (not the legend ``entry`` it also names); a
+    ToolError naming the nearest texts when none does."""
+    labels = [m for m in best_matches([category], lines, loose=1) if m.line is not entry]
+    if not labels:
+        near = ", ".join(json.dumps(t, ensure_ascii=False) for t in nearest_texts(category, lines))
+        raise ToolError(f"no text matches the category {category!r} of {description!r}; nearest texts: {near}",
+                        argument="description")
+    return labels
+
+
 def _center(box: Box) -> tuple[int, int]:
     return (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
 
@@ -1092,11 +1104,7 @@ class Point(Tool):
             color = main_line_color(arr, raw, text_boxes)
             if color is None:
                 raise ToolError(f"no plotted line found in the image for {description!r}", argument="description")
-        labels = [m for m in best_matches([query.line_at], lines, loose=1) if entry is None or m.line is not entry]
-        if not labels:
-            near = ", ".join(json.dumps(t, ensure_ascii=False) for t in nearest_texts(query.line_at, lines))
-            raise ToolError(f"no text matches the category {query.line_at!r} of {description!r}; nearest texts: "
-                            f"{near}", argument="description")
+        labels = _category_labels(lines, query.line_at, description, entry)
         near = np.abs(arr.astype(np.int16) - np.array(color, np.int16)).max(axis=2) <= LINE_COLOR_TOLERANCE
         near = _off_boxes(near, text_boxes)
         if entry is not None:  # the legend handle shares the series' colour: never take it for the line
@@ -1179,11 +1187,7 @@ class Point(Tool):
             near = ", ".join(json.dumps(t, ensure_ascii=False) for t in nearest_texts(query.series, lines))
             raise ToolError(f"no legend entry or text matches the series {query.series!r} of {description!r}; "
                             f"nearest texts: {near}", argument="description")
-        labels = [m for m in best_matches([query.bar_at], lines, loose=1) if m.line is not entries[0].line]
-        if not labels:
-            near = ", ".join(json.dumps(t, ensure_ascii=False) for t in nearest_texts(query.bar_at, lines))
-            raise ToolError(f"no text matches the category {query.bar_at!r} of {description!r}; nearest texts: "
-                            f"{near}", argument="description")
+        labels = _category_labels(lines, query.bar_at, description, entries[0].line)
         arr = as_rgb_array(image)
         line_height = _line_height(lines)
         bg = dominant_color(arr)
@@ -1240,11 +1244,7 @@ class Point(Tool):
     def _stack_result(image: Image.Image, lines: list[TextLine], query: Query, description: str) -> ToolResult:
         """The top of the stacked bar over category ``query.stack_at``: its lowest segment found from the label
         (:func:`find_bar`), then up through the segments above it (:func:`stack_top`)."""
-        labels = best_matches([query.stack_at], lines, loose=1)
-        if not labels:
-            near = ", ".join(json.dumps(t, ensure_ascii=False) for t in nearest_texts(query.stack_at, lines))
-            raise ToolError(f"no text matches the category {query.stack_at!r} of {description!r}; nearest texts: "
-                            f"{near}", argument="description")
+        labels = _category_labels(lines, query.stack_at, description)
         arr = as_rgb_array(image)
         bg = dominant_color(arr)
         line_height = _line_height(lines)
