@@ -283,7 +283,7 @@ class Query:
     series: str | None = None
     #: A bar of ``series`` over this category (grouped or stacked bars); ``value`` asks for its printed value.
     #: The description also reads as one label's bar ("the value label of Men at 65"), the ``targets``: that
-    #: reading is taken when the series or the category matches no text.
+    #: reading is taken when a text reads the whole of it ("Men at 65").
     bar_at: str | None = None
     #: The top of the stacked bar over this category.
     stack_at: str | None = None
@@ -960,6 +960,17 @@ class PointArgs(ToolArgs):
         return value
 
 
+def _series_entry(lines: list[TextLine], series: str, description: str) -> TextLine:
+    """The legend entry (or other text) naming the series a description names; a ToolError naming the nearest
+    texts when none does."""
+    entries = best_matches([series], lines, loose=1)
+    if not entries:
+        near = ", ".join(json.dumps(t, ensure_ascii=False) for t in nearest_texts(series, lines))
+        raise ToolError(f"no legend entry or text matches the series {series!r} of {description!r}; nearest texts: "
+                        f"{near}", argument="description")
+    return entries[0].line
+
+
 def _category_labels(lines: list[TextLine], category: str, description: str,
                      entry: TextLine | None = None) -> list[Match]:
     """The texts that match the category a description names (not the legend ``entry`` it also names); a
@@ -1090,12 +1101,7 @@ class Point(Tool):
         raw = _ink(arr, bg)
         entry = None
         if query.series:
-            entries = best_matches([query.series], lines, loose=1)
-            if not entries:
-                near = ", ".join(json.dumps(t, ensure_ascii=False) for t in nearest_texts(query.series, lines))
-                raise ToolError(f"no legend entry or text matches the series {query.series!r} of {description!r}; "
-                                f"nearest texts: {near}", argument="description")
-            entry = entries[0].line
+            entry = _series_entry(lines, query.series, description)
             color = series_color(arr, raw, bg, entry, text_boxes, line_height)
             if color is None:
                 raise ToolError(f"found {json.dumps(entry.text, ensure_ascii=False)} at {list(_center(entry.box))} but "
@@ -1182,17 +1188,12 @@ class Point(Tool):
         """The bar of series ``query.series`` over category ``query.bar_at`` (grouped or stacked bars): its colour
         from the series' legend entry, then the block of that colour at the category's tick (:func:`find_series_bar`);
         with ``query.value`` the text printed at it, read again on its own (:meth:`_reread`)."""
-        entries = best_matches([query.series], lines, loose=1)
-        if not entries:
-            near = ", ".join(json.dumps(t, ensure_ascii=False) for t in nearest_texts(query.series, lines))
-            raise ToolError(f"no legend entry or text matches the series {query.series!r} of {description!r}; "
-                            f"nearest texts: {near}", argument="description")
-        labels = _category_labels(lines, query.bar_at, description, entries[0].line)
+        entry = _series_entry(lines, query.series, description)
+        labels = _category_labels(lines, query.bar_at, description, entry)
         arr = as_rgb_array(image)
         line_height = _line_height(lines)
         bg = dominant_color(arr)
         raw = _ink(arr, bg)
-        entry = entries[0].line
         text_boxes = [ln.box for ln in lines if len(normalize(ln.text)) >= 2]
         color = series_color(arr, raw, bg, entry, text_boxes, line_height)
         if color is None:
