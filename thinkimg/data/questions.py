@@ -416,13 +416,13 @@ def _trend(chart: RenderedChart, rng: random.Random, series: str | None) -> Ques
         if bars:
             return Question("trend", text, answer, ["Point"],
                             {"points": {a: _value_label(a), b: _value_label(b)}, "op": op})
-        if None in (_value_box(chart, a, series), _value_box(chart, b, series)):
+        boxes = {a: _value_box(chart, a, series), b: _value_box(chart, b, series)}
+        if None in boxes.values():
             return None
         if grouped:
             return Question("trend", text, answer, ["Point"],
                             {"points": {a: _series_value_label(series, a), b: _series_value_label(series, b)},
                              "names": [series], "op": op})
-        boxes = {a: _value_box(chart, a, series), b: _value_box(chart, b, series)}
         return Question("trend", text, answer, ["OCR"], {"read": boxes, "op": op})
     if not bars and None in (_line(chart, a, a, series), _line(chart, b, b, series)):
         return None

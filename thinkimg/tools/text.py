@@ -145,6 +145,11 @@ class Match:
     score: float
     box: Box
 
+    @property
+    def label(self) -> TextLine:
+        """The matched text as a line of its own: the line, or the part of it the match covers."""
+        return self.line if self.box == self.line.box else TextLine(self.line.text, self.box, self.line.confidence)
+
 
 def _sub_box(line: TextLine, norm_line: str, start_tok: int, n_tok: int) -> Box:
     """The part of a horizontal line's box holding tokens ``start_tok .. start_tok + n_tok`` (by character share)."""
@@ -971,6 +976,16 @@ def _series_entry(lines: list[TextLine], series: str, description: str) -> TextL
     return entries[0].line
 
 
+def _entry_color(arr: np.ndarray, ink: np.ndarray, bg: tuple[int, int, int], entry: TextLine, text_boxes: list[Box],
+                 line_height: float, whose: str) -> tuple[int, int, int]:
+    """:func:`series_color` of a legend entry; a ToolError saying the entry was found but no mark beside it."""
+    color = series_color(arr, ink, bg, entry, text_boxes, line_height)
+    if color is None:
+        raise ToolError(f"found {json.dumps(entry.text, ensure_ascii=False)} at {list(_center(entry.box))} but no "
+                        f"coloured mark beside it to tell {whose} colour", argument="description")
+    return color
+
+
 def _category_labels(lines: list[TextLine], category: str, description: str,
                      entry: TextLine | None = None) -> list[Match]:
     """The texts that match the category a description names (not the legend ``entry`` it also names); a
@@ -1062,7 +1077,7 @@ class Point(Tool):
         line_height = float(np.median(horizontal)) if horizontal else 12.0
         found_bars = []
         for m in matches:
-            label = TextLine(m.line.text, m.box, m.line.confidence) if m.box != m.line.box else m.line
+            label = m.label
             found = find_bar(arr, label, text_boxes, line_height)
             if found is not None:
                 region, (sx, sy) = found
@@ -1102,10 +1117,7 @@ class Point(Tool):
         entry = None
         if query.series:
             entry = _series_entry(lines, query.series, description)
-            color = series_color(arr, raw, bg, entry, text_boxes, line_height)
-            if color is None:
-                raise ToolError(f"found {json.dumps(entry.text, ensure_ascii=False)} at {list(_center(entry.box))} but "
-                                "no coloured mark beside it to tell its line's colour", argument="description")
+            color = _entry_color(arr, raw, bg, entry, text_boxes, line_height, "its line's")
         else:
             color = main_line_color(arr, raw, text_boxes)
             if color is None:
@@ -1195,14 +1207,11 @@ class Point(Tool):
         bg = dominant_color(arr)
         raw = _ink(arr, bg)
         text_boxes = [ln.box for ln in lines if len(normalize(ln.text)) >= 2]
-        color = series_color(arr, raw, bg, entry, text_boxes, line_height)
-        if color is None:
-            raise ToolError(f"found {json.dumps(entry.text, ensure_ascii=False)} at {list(_center(entry.box))} but "
-                            "no coloured mark beside it to tell its bars' colour", argument="description")
+        color = _entry_color(arr, raw, bg, entry, text_boxes, line_height, "its bars'")
         ink = _off_boxes(raw, [ln.box for ln in lines])
         found = []
         for m in labels:
-            label = TextLine(m.line.text, m.box, m.line.confidence) if m.box != m.line.box else m.line
+            label = m.label
             tick = tick_x(ink, raw, label.box, line_height, slanted(arr, label.box, bg))
             hit = find_series_bar(arr, color, label, lines, tick, line_height, entry.box)
             if hit is not None:
@@ -1252,7 +1261,7 @@ class Point(Tool):
         text_boxes = [ln.box for ln in lines]
         found = []
         for m in labels:
-            label = TextLine(m.line.text, m.box, m.line.confidence) if m.box != m.line.box else m.line
+            label = m.label
             hit = find_bar(arr, label, text_boxes, line_height)
             if hit is not None and hit[1][1] < label.box[1]:  # walked up: a vertical stack
                 x0, _, x1, y1 = hit[0].box

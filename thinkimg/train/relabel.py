@@ -35,9 +35,7 @@ def _plan_labels(plan: dict[str, Any]) -> set[str]:
     labels = set(plan.get("read", {})) | set(plan.get("labels", {}))
     labels |= {k for k in plan.get("points", {}) if k not in _PLACEHOLDERS}
     labels |= set(plan.get("names", []))
-    for line in plan.get("bar_lines", []):
-        labels |= {line["category"], line.get("series") or ""}
-    for mark in plan.get("point_lines", []) + list(plan.get("heights", {}).values()):
+    for mark in plan.get("bar_lines", []) + plan.get("point_lines", []) + list(plan.get("heights", {}).values()):
         labels |= {mark["category"], mark.get("series") or ""}
     view = plan.get("view") or {}
     if view.get("tool") == "ZoomInSubfigure":
