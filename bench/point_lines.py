@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark: how often Point finds the point of a line, and reads the right value through a drawn line.
 
-    .venv/bin/python bench/point_lines.py                 # 100 sampled line charts, 2 points each (~3 min)
+    .venv/bin/python bench/point_lines.py                 # 100 + 100 sampled line charts, 2 points each (~6 min)
     .venv/bin/python bench/point_lines.py --charts 40
 
 Line charts are sampled as the data engine samples them (synthetic tables, ``sample_style``: palettes, markers or
@@ -9,14 +9,17 @@ none, slanted or level tick labels, legends in every place); for two categories 
 point of S at X" (a random series S; "the point at X" on one-line charts) and the answer is checked against the
 renderer's marker anchor (``within 3 px``), then DrawHorizontalLineByY at the answer's y reads the axis and the
 reading is checked against the table (``reads within 5 %``, ChartQA's relaxed accuracy). Failures are counted by
-kind (the label not read by OCR, no point found, a wrong point). Prints a table and writes
-``bench/results/point_lines.json``.
+kind (the label not read by OCR, no point found, a wrong point). Then as many line charts again with their values
+printed: Point is asked for "the value label of S for X" ("the value label of X" on one-line charts) and the
+number it quotes is checked against the table (``reads within 5 %``); failures: the label not read, no point
+found, no value found at it, a wrong value. Prints two tables and writes ``bench/results/point_lines.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import platform
 import random
@@ -47,14 +50,8 @@ def main() -> None:
     client = InProcessToolClient(ToolsConfig(tools=["OCR", "Point", "DrawHorizontalLineByY"]))
     counts: dict[str, collections.Counter] = {"one line": collections.Counter(), "several": collections.Counter()}
     start = time.perf_counter()
-    for i in range(args.charts):
-        rng = random.Random(f"{args.seed}/{i}")
-        n_series, n_categories = rng.choice([1, 1, 2, 3]), rng.randint(4, 8)
-        try:
-            table = synthetic_table(rng, n_categories=n_categories, n_series=n_series, ordered=True)
-        except ValueError:
-            continue
-        chart = render_chart(table, sample_style(rng, "line", n_series=n_series, n_categories=n_categories))
+    for rng, table, chart in _charts(args.charts, args.seed):
+        n_series = len(table.series_names)
         row = counts["one line" if n_series == 1 else "several"]
         for category in rng.sample(table.categories, 2):
             series = rng.choice(table.series_names) if n_series > 1 else None
@@ -76,9 +73,69 @@ def main() -> None:
             row["reads within 5 %"] += ok
             row["wrong point"] += not near
     seconds = time.perf_counter() - start
+    total = _print(counts, f"Point: the point of a line ({args.charts} sampled line charts, {seconds:.0f} s)",
+                   ["asked", "within 3 px", "reads within 5 %", "label not read", "no point found", "wrong point"])
 
-    columns = ["asked", "within 3 px", "reads within 5 %", "label not read", "no point found", "wrong point"]
-    out = Table(title=f"Point: the point of a line ({args.charts} sampled line charts, {seconds:.0f} s)")
+    printed: dict[str, collections.Counter] = {"one line": collections.Counter(), "several": collections.Counter()}
+    start = time.perf_counter()
+    for rng, table, chart in _charts(args.charts, args.seed, value_labels=True):
+        n_series = len(table.series_names)
+        row = printed["one line" if n_series == 1 else "several"]
+        for category in rng.sample(table.categories, 2):
+            series = rng.choice(table.series_names) if n_series > 1 else None
+            if len(chart.find("value_label", category=category, **({"series": series} if series else {}))) != 1:
+                continue  # the renderer left crowded values out
+            description = f"the value label of {series} for {category}" if series else f"the value label of {category}"
+            row["asked"] += 1
+            try:
+                point = client.call("Point", chart.image, {"description": description})
+            except ToolError as err:
+                row["label not read" if "no text matches" in err.message else
+                    "no value found" if "no value printed" in err.message else "no point found"] += 1
+                continue
+            number = re.sub(r"[^\d.\-]", "", point.data["matched"][0])
+            value = table.value(category, series)
+            try:
+                ok = abs(float(number) - value) <= 0.05 * abs(value) if value else float(number) == 0
+            except ValueError:
+                ok = False
+            row["reads within 5 %"] += ok
+            row["wrong value"] += not ok
+    value_seconds = time.perf_counter() - start
+    printed_total = _print(printed, f"Point: the value printed at a line's point ({args.charts} sampled line charts "
+                                    f"with printed values, {value_seconds:.0f} s)",
+                           ["asked", "reads within 5 %", "label not read", "no point found", "no value found",
+                            "wrong value"])
+    results = ROOT / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "point_lines.json").write_text(json.dumps({
+        "charts": args.charts, "seed": args.seed, "seconds": round(seconds, 1),
+        "counts": {name: dict(row) for name, row in [*counts.items(), ("all", total)]},
+        "value_labels": {"seconds": round(value_seconds, 1),
+                         "counts": {name: dict(row) for name, row in [*printed.items(), ("all", printed_total)]}},
+        "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine()},
+    }, indent=2) + "\n", encoding="utf-8")
+
+
+def _charts(n: int, seed: int, value_labels: bool | None = None):
+    """``n`` line charts sampled as the data engine samples them: (rng, table, chart); ``value_labels`` forces the
+    style's printed values on or off (None: as sampled)."""
+    for i in range(n):
+        rng = random.Random(f"{seed}/{i}" if value_labels is None else f"{seed}/{i}/values")
+        n_series, n_categories = rng.choice([1, 1, 2, 3]), rng.randint(4, 8)
+        try:
+            table = synthetic_table(rng, n_categories=n_categories, n_series=n_series, ordered=True)
+        except ValueError:
+            continue
+        style = sample_style(rng, "line", n_series=n_series, n_categories=n_categories)
+        if value_labels is not None:
+            style = dataclasses.replace(style, value_labels=value_labels)
+        yield rng, table, render_chart(table, style)
+
+
+def _print(counts: dict[str, collections.Counter], title: str, columns: list[str]) -> collections.Counter:
+    """Print one row per kind of chart and their total; returns the total."""
+    out = Table(title=title)
     out.add_column("charts")
     for c in columns:
         out.add_column(c, justify="right")
@@ -87,13 +144,7 @@ def main() -> None:
         asked = max(1, row["asked"])
         out.add_row(name, str(row["asked"]), *[f"{row[c]} ({100 * row[c] / asked:.0f} %)" for c in columns[1:]])
     Console().print(out)
-    results = ROOT / "bench" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "point_lines.json").write_text(json.dumps({
-        "charts": args.charts, "seed": args.seed, "seconds": round(seconds, 1),
-        "counts": {name: dict(row) for name, row in [*counts.items(), ("all", total)]},
-        "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine()},
-    }, indent=2) + "\n", encoding="utf-8")
+    return total
 
 
 if __name__ == "__main__":

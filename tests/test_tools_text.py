@@ -577,6 +577,60 @@ def test_point_of_a_line_errors_name_what_is_missing(client):
     assert err.value.message.startswith("Point: found the label \"Apples\"") or "no plotted line" in err.value.message
 
 
+def _labelled_line_charts() -> dict[str, RenderedChart]:
+    from thinkimg.data.render import ChartStyle, render_chart
+    from thinkimg.data.tables import Table
+
+    three = LINE_CHARTS["three"].table  # two of its lines: the third's printed values would crowd theirs
+    two = Table(three.title, three.categories, {s: three.series[s] for s in ("Germany", "United Kingdom")},
+                unit=three.unit, category_name=three.category_name, ordered=True)
+    return {
+        "one": render_chart(LINE_CHARTS["one"].table, ChartStyle(kind="line", value_labels=True, marker="s")),
+        "two": render_chart(two, ChartStyle(kind="line", value_labels=True, legend_loc="outside right",
+                                            palette=["#e6ab02", "#a6761d"])),
+    }
+
+
+LABELLED_LINE_CHARTS = _labelled_line_charts()
+
+
+@pytest.mark.parametrize("chart_name, series, category", [("one", None, "2016"), ("one", None, "2019"),
+                                                          ("one", None, "2021"), ("two", "Germany", "2017"),
+                                                          ("two", "United Kingdom", "2020")])
+def test_point_value_label_on_a_line_chart_quotes_the_value_printed_at_its_point(client, chart_name, series,
+                                                                                 category):
+    """"The value label of [S for] X" asks for a printed value whatever draws it: with no bar at X, the value
+    printed at the line's point over X (the walk of "the point of S at X")."""
+    chart = LABELLED_LINE_CHARTS[chart_name]
+    description = f"the value label of {series} for {category}" if series else f"the value label of {category}"
+    result = client.call("Point", chart.image, {"description": description})
+    (printed,) = chart.find("value_label", category=category, **({"series": series} if series else {}))
+    assert result.data["kind"] == "line_value" and result.data["matched"] == [printed.text], result.text
+    (x, y), = result.data["line_points"]
+    ax, ay = _anchor(chart, category, series)
+    assert abs(x - ax) <= 3 and abs(y - ay) <= 3
+    whose = f' of "{series}"' if series else ""
+    assert result.text.endswith(f'"{printed.text}", the value label of the point{whose} at "{category}"')
+
+
+def test_point_asked_for_a_bar_on_a_line_chart_says_where_the_line_passes(client):
+    """No bar stands at X: "the bar for X" stays an error, which names the line's point and how to ask for it; a
+    value label where the chart prints none says so."""
+    with pytest.raises(ToolError) as err:
+        client.call("Point", LINE_CHARTS["one"].image, {"description": "the bar for 2019"})
+    ax, ay = _anchor(LINE_CHARTS["one"], "2019")
+    m = re.search(r"no bar next to it .*; a line passes over it at \((\d+), (\d+)\): ask for 'the point at 2019'$",
+                  err.value.message)
+    assert m and abs(int(m.group(1)) - ax) <= 4 and abs(int(m.group(2)) - ay) <= 3, err.value.message
+    with pytest.raises(ToolError) as err:
+        client.call("Point", LINE_CHARTS["three"].image, {"description": "the bar of Germany for 2017"})
+    assert err.value.message.endswith("ask for 'the point of Germany at 2017'"), err.value.message
+    with pytest.raises(ToolError) as err:
+        client.call("Point", LINE_CHARTS["one"].image, {"description": "the value label of 2019"})
+    assert "found the point of the line at \"2019\"" in err.value.message
+    assert "but no value printed at it" in err.value.message
+
+
 def test_line_point_descriptions_parse():
     from thinkimg.tools.text import parse_description
 

@@ -700,15 +700,32 @@ def _off_boxes(mask: np.ndarray, boxes: list[Box]) -> np.ndarray:
     return out
 
 
+def _straight(mask: np.ndarray) -> np.ndarray:
+    """The long straight rules of ``mask``: horizontal or vertical runs a sixth of the image long (at least 21 px)."""
+    h, w = mask.shape
+    m = mask.astype(np.uint8)
+    straight = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((1, max(21, w // 6 | 1)), np.uint8))  # odd: centred
+    return straight | cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((max(21, h // 6 | 1), 1), np.uint8))
+
+
+def _rules_like(arr: np.ndarray, ink: np.ndarray, color: tuple[int, int, int]) -> bool:
+    """Whether a line of ``color`` must be told from the chart's rules (axes, ticks, frame, gridlines): a grey
+    line, or one whose colour most of the rules' pixels are within :data:`LINE_COLOR_TOLERANCE` of."""
+    if max(color) - min(color) < 40:
+        return True
+    rules = _straight(ink).astype(bool)
+    if rules.sum() < 20:
+        return False
+    close = np.abs(arr[rules].astype(np.int16) - np.array(color, np.int16)).max(axis=1) <= LINE_COLOR_TOLERANCE
+    return bool(close.mean() > 0.5)
+
+
 def _without_rules(mask: np.ndarray, rules: bool = True) -> np.ndarray:
     """``mask`` less its long straight rules (axes, gridlines, frames: horizontal or vertical runs a sixth of the
     image long; with ``rules``) and less specks under 12 pixels (tick marks, the fringe of text)."""
-    h, w = mask.shape
     m = mask.astype(np.uint8)
     if rules:
-        straight = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((1, max(21, w // 6 | 1)), np.uint8))  # odd: centred
-        straight |= cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((max(21, h // 6 | 1), 1), np.uint8))
-        m &= 1 - straight
+        m &= 1 - _straight(m)
     _, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
     big = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= 12)
     return np.isin(labels, big[big > 0])
@@ -852,6 +869,97 @@ def walk_to_mark(mask: np.ndarray, start: tuple[int, int], half_width: int = 2) 
     return sx, (top + bottom + 1) // 2
 
 
+def _is_stroke(mask: np.ndarray, hit: tuple[int, int], line_height: float) -> bool:
+    """Whether the mark ``walk_to_mark`` reached is a line's stroke or marker, not a bar: a bar fills the walk's
+    columns for more than two line heights."""
+    x, y = hit
+    h, w = mask.shape
+    band = mask[:, max(0, x - 2):min(w, x + 3)].all(axis=1)
+    if not band[y]:
+        return True
+    top = bottom = y
+    while top - 1 >= 0 and band[top - 1]:
+        top -= 1
+    while bottom + 1 < h and band[bottom + 1]:
+        bottom += 1
+    return bottom - top + 1 <= 2 * line_height
+
+
+def line_points(arr: np.ndarray, lines: list[TextLine], labels: list[Match], color: tuple[int, int, int],
+                entry: TextLine | None, line_height: float, bg: tuple[int, int, int],
+                raw: np.ndarray) -> list[tuple[Match, tuple[int, int]]]:
+    """Where the line of ``color`` passes over each category label in ``labels``: from the label's tick up to the
+    first pixels of that colour (off text, off the rules where they share it, :func:`_rules_like`; ``entry``: the
+    series' legend entry, whose handle shares the colour). Marks that fill the walk's columns like a bar are not
+    points."""
+    # OCR reads a marker as a glyph ("●", "口", "0"): a one-character text may be the very point sought.
+    text_boxes = [ln.box for ln in lines if len(normalize(ln.text)) >= 2]
+    near = np.abs(arr.astype(np.int16) - np.array(color, np.int16)).max(axis=2) <= LINE_COLOR_TOLERANCE
+    if entry is not None:  # the legend handle shares the series' colour: never take it for the line
+        x0, y0, _, y1 = entry.box
+        near[max(0, y0 - 2):y1 + 2, max(0, int(x0 - 5 * line_height)):x0] = False
+    # Axes, ticks and gridlines are grey: a grey line's colour matches them, a coloured one's mostly not.
+    rules = _rules_like(arr, raw, color)
+    mask = _without_rules(_off_boxes(near, text_boxes), rules=rules)
+    # A value printed over the line's first or last point may hide all but a speck of it: the second mask drops
+    # specks before the texts, so a stroke running under a text keeps its ends.
+    covered = _off_boxes(_without_rules(near, rules=rules), text_boxes)
+    # Ticks are sought off every text, one-character ones too (a "6" of the y axis beside the first label).
+    ink = _off_boxes(raw, [ln.box for ln in lines])
+    found = []
+    for m in labels:
+        box = m.box
+        start = (tick_x(ink, raw, box, line_height, slanted(arr, box, bg)), box[1])
+        # A line's first and last points end it: a label box a few pixels off may walk past their end.
+        wide = max(3, int(line_height / 2))
+        for layer in (mask, covered):
+            hit = walk_to_mark(layer, start) or walk_to_mark(layer, start, half_width=wide)
+            if hit is not None and _is_stroke(layer, hit, line_height):
+                found.append((m, hit))
+                break
+    return found
+
+
+def text_at_point(point: tuple[int, int], lines: list[TextLine], line_height: float,
+                  exclude: list[Box]) -> TextLine | None:
+    """The value printed at a line's point: a short text with a digit standing over the point's column (centred
+    above it, or under it), its near edge within two line heights of the point; the nearest, above before below.
+    Texts boxed in ``exclude`` (the category labels), or over the point itself (OCR reads markers as glyphs), are
+    not values."""
+    x, y = point
+    best: tuple[float, TextLine] | None = None
+    for line in lines:
+        x0, y0, x1, y1 = line.box
+        if line.box in exclude or not any(c.isdigit() for c in line.text) or x1 - x0 > 8 * line_height:
+            continue
+        if not x0 - 1 <= x <= x1 + 1 or y0 <= y <= y1:  # a text over the point itself is its marker ("★", "5")
+            continue
+        gap = y - y1 if line.center[1] <= y else y0 - y + 0.5  # above wins a tie
+        if -line_height / 2 <= gap <= 2 * line_height and (best is None or gap < best[0]):
+            best = (gap, line)
+    return _word_at(best[1], x) if best else None
+
+
+def _word_at(line: TextLine, x: int) -> TextLine:
+    """The word of ``line`` standing over column ``x`` (OCR joins the values of neighbouring points into one line,
+    "72,722.0 71,129.0"); each word's columns are estimated from its share of the characters."""
+    words = line.text.split()
+    if len(words) < 2:
+        return line
+    x0, y0, x1, y1 = line.box
+    per_char = (x1 - x0) / max(1, len(line.text))
+    start = 0
+    best: tuple[float, TextLine] | None = None
+    for word in words:
+        start = line.text.index(word, start)
+        a, b = x0 + start * per_char, x0 + (start + len(word)) * per_char
+        start += len(word)
+        distance = max(0.0, a - x, x - b)
+        if best is None or distance < best[0]:
+            best = (distance, TextLine(word, (int(a), y0, int(round(b)), y1), line.confidence))
+    return best[1]
+
+
 # --------------------------------------------------------------------------------------------------------------
 # One series' bar over a category (grouped or stacked bars), and the top of a stack
 
@@ -864,9 +972,9 @@ def find_series_bar(arr: np.ndarray, color: tuple[int, int, int], label: TextLin
     bars), no further than half-way to the next label of the same axis.
     Returns its box ``(x0, y0, x1, y1)`` (exclusive ends) and whether it stands vertically."""
     h, w = arr.shape[:2]
-    near = np.abs(arr.astype(np.int16) - np.array(color, np.int16)).max(axis=2) <= LINE_COLOR_TOLERANCE
+    colored = np.abs(arr.astype(np.int16) - np.array(color, np.int16)).max(axis=2) <= LINE_COLOR_TOLERANCE
     # Off lines 1-2 px thick (an axis or a frame of a grey near the bars' grey would join them).
-    near = cv2.morphologyEx(near.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    near = cv2.morphologyEx(colored.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     count, _, stats, _ = cv2.connectedComponentsWithStats(near, connectivity=4)
     handle = None
     if legend is not None:  # the legend handle beside its entry has the bars' colour: a block within its row
@@ -900,7 +1008,25 @@ def find_series_bar(arr: np.ndarray, color: tuple[int, int, int], label: TextLin
             key = (distance, -area)
             if best is None or key < (best[0], best[1]):
                 best = (distance, -area, (x, y, x + bw, y + bh), vertical)
-    return (best[2], best[3]) if best else None
+    if best is None or best[3] and _on_a_line(arr, colored, best[2], color, spacing_x):
+        return None
+    return best[2], best[3]
+
+
+def _on_a_line(arr: np.ndarray, colored: np.ndarray, block: Box, color: tuple[int, int, int], spacing: float) -> bool:
+    """Whether a solid block of ``colored`` (pixels of ``color``) is a line's marker or a thick piece of its stroke,
+    not a bar: joined by pixels of its colour (straight rules aside) to a run reaching past the next category
+    (``spacing``: the distance between category labels). Bars of one series stand apart."""
+    strokes = _without_rules(colored, rules=_rules_like(arr, _ink(arr, dominant_color(arr)), color))
+    _, components = cv2.connectedComponents(strokes.astype(np.uint8), connectivity=8)
+    x0, y0, x1, y1 = block
+    for i in np.unique(components[y0:y1, x0:x1]):
+        if i == 0:
+            continue
+        columns = np.flatnonzero((components == i).any(axis=0))
+        if columns[-1] - columns[0] + 1 > (x1 - x0) + 0.9 * spacing:
+            return True
+    return False
 
 
 def text_at_series_bar(bar: Box, vertical: bool, exclude: list[Box], lines: list[TextLine],
@@ -965,6 +1091,10 @@ class PointArgs(ToolArgs):
         return value
 
 
+class NoBarError(ToolError):
+    """No bar stands where a description asked for one (Point then looks for a line's point there)."""
+
+
 def _series_entry(lines: list[TextLine], series: str, description: str) -> TextLine:
     """The legend entry (or other text) naming the series a description names; a ToolError naming the nearest
     texts when none does."""
@@ -1008,9 +1138,9 @@ class Point(Tool):
     description = (
         "Find the pixel point (x, y) of a described element: a tick label, axis title, legend entry, value label, "
         "the chart title, 'the bar for X' (the centre of that bar), 'the value label of X' (the text printed at "
-        "that bar's end, quoted), 'the bar of S for X' / 'the value label of S for X' (series S's bar over category "
-        "X, grouped or stacked), 'the top of the stack for X' or 'the point of S at X' (where the line of series S "
-        "passes over category X). "
+        "that bar's end or at a line's point over X, quoted), 'the bar of S for X' / 'the value label of S for X' "
+        "(series S's bar over category X, grouped or stacked, or its line's point), 'the top of the stack for X' or "
+        "'the point of S at X' (where the line of series S passes over category X). "
         "Several equally good matches are all listed."
     )
     Args = PointArgs
@@ -1051,7 +1181,16 @@ class Point(Tool):
             raise ToolError(f"no text matches {args.description!r}; nearest texts: {near}", argument="description")
         whole_text = matches[0].score >= 1.0 and normalize(matches[0].line.text) == normalize(args.description)
         if query.bar and not whole_text:
-            return self._bar_result(image, lines, matches, value=query.value)
+            try:
+                return self._bar_result(image, lines, matches, value=query.value)
+            except NoBarError as no_bar:
+                arr = as_rgb_array(image)
+                bg = dominant_color(arr)
+                raw = _ink(arr, bg)
+                color = main_line_color(arr, raw, [ln.box for ln in lines if len(normalize(ln.text)) >= 2])
+                if color is None:
+                    raise
+                return self._at_line_instead(image, arr, lines, matches, color, None, query.value, no_bar)
         return self._text_result(matches)
 
     @staticmethod
@@ -1085,8 +1224,8 @@ class Point(Tool):
         if not found_bars:
             where = ", ".join(f"{json.dumps(m.line.text, ensure_ascii=False)} at {list(_center(m.box))}"
                               for m in matches)
-            raise ToolError(f"found the label {where} but no bar next to it (walked up and right into the plot)",
-                            argument="description")
+            raise NoBarError(f"found the label {where} but no bar next to it (walked up and right into the plot)",
+                             argument="description")
         if value:
             return Point._value_result(lines, found_bars, line_height)
         points = [list(region.center) for _, region, _ in found_bars]
@@ -1107,9 +1246,8 @@ class Point(Tool):
     def _line_point_result(image: Image.Image, lines: list[TextLine], query: Query, description: str) -> ToolResult:
         """Where the line (of ``query.series``) passes over the category label ``query.line_at``: walk up from the
         label (its tick) to the first pixels of the series' colour, taken from its legend entry or, with no series
-        named, the colour of the line drawn with the most ink."""
+        named, the colour of the line drawn with the most ink (:func:`line_points`)."""
         arr = as_rgb_array(image)
-        # OCR reads a marker as a glyph ("●", "口", "0"): a one-character text may be the very point sought.
         text_boxes = [ln.box for ln in lines if len(normalize(ln.text)) >= 2]
         line_height = _line_height(lines)
         bg = dominant_color(arr)
@@ -1123,23 +1261,7 @@ class Point(Tool):
             if color is None:
                 raise ToolError(f"no plotted line found in the image for {description!r}", argument="description")
         labels = _category_labels(lines, query.line_at, description, entry)
-        near = np.abs(arr.astype(np.int16) - np.array(color, np.int16)).max(axis=2) <= LINE_COLOR_TOLERANCE
-        near = _off_boxes(near, text_boxes)
-        if entry is not None:  # the legend handle shares the series' colour: never take it for the line
-            x0, y0, _, y1 = entry.box
-            near[max(0, y0 - 2):y1 + 2, max(0, int(x0 - 5 * line_height)):x0] = False
-        # Axes, ticks and gridlines are grey: a grey line's colour matches them, a coloured one's does not.
-        mask = _without_rules(near, rules=max(color) - min(color) < 40)
-        # Ticks are sought off every text, one-character ones too (a "6" of the y axis beside the first label).
-        ink = _off_boxes(raw, [ln.box for ln in lines])
-        found = []
-        for m in labels:
-            box = m.box
-            start = (tick_x(ink, raw, box, line_height, slanted(arr, box, bg)), box[1])
-            # A line's first and last points end it: a label box a few pixels off may walk past their end.
-            hit = walk_to_mark(mask, start) or walk_to_mark(mask, start, half_width=max(3, int(line_height / 2)))
-            if hit is not None:
-                found.append((m, hit))
+        found = line_points(arr, lines, labels, color, entry, line_height, bg, raw)
         hexa = "#%02x%02x%02x" % color
         if not found:
             where = ", ".join(f"{json.dumps(m.line.text, ensure_ascii=False)} at {list(_center(m.box))}"
@@ -1195,6 +1317,46 @@ class Point(Tool):
         extends = again.lstrip("-").startswith(first) and _PRINTED_NUMBER.match(again) is not None
         return again if extends else line.text
 
+    def _at_line_instead(self, image: Image.Image, arr: np.ndarray, lines: list[TextLine], labels: list[Match],
+                         color: tuple[int, int, int], entry: TextLine | None, value: bool,
+                         no_bar: NoBarError) -> ToolResult:
+        """A bar was asked for at ``labels`` and none stands there: where a line of ``color`` passes over them, "the
+        value label of [S for] X" is the value printed at its point (read again on its own, :meth:`_reread`);
+        "the bar [of S] for X" stays an error, which says where the point is and how to ask for it. No point
+        there either: ``no_bar``, the bar search's error."""
+        line_height = _line_height(lines)
+        bg = dominant_color(arr)
+        found = line_points(arr, lines, labels, color, entry, line_height, bg, _ink(arr, bg))
+        if not found:
+            raise no_bar
+        name = f" of {json.dumps(entry.text, ensure_ascii=False)}" if entry else ""
+        if not value:
+            (m, (x, y)) = found[0]
+            ask = f"the point of {entry.text} at {m.line.text}" if entry else f"the point at {m.line.text}"
+            raise ToolError(f"{no_bar.message}; a line{name} passes over it at ({x}, {y}): ask for {ask!r}",
+                            argument="description")
+        exclude = [m.box for m in labels] + [m.line.box for m in labels] + ([entry.box] if entry else [])
+        points, texts, cats, marks = [], [], [], []
+        for m, (x, y) in found:
+            text = text_at_point((x, y), lines, line_height, exclude)
+            if text is not None:
+                points.append(list(_center(text.box)))
+                texts.append(self._reread(image, text, (x - 1, y - 1, x + 1, y + 1), False, lines, line_height))
+                cats.append(m.line.text)
+                marks.append([x, y])
+        if not points:
+            (m, (x, y)) = found[0]
+            raise ToolError(f"found the point of the line{name} at {json.dumps(m.line.text, ensure_ascii=False)} at "
+                            f"({x}, {y}) but no value printed at it (the chart may not print values: read them off "
+                            "the axis, with a line through the point)", argument="description")
+        parts = [f"({x}, {y}) — {json.dumps(t, ensure_ascii=False)}, the value label of the point{name} at "
+                 f"{json.dumps(c, ensure_ascii=False)}" for (x, y), t, c in zip(points, texts, cats)]
+        head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
+        return ToolResult(text=head + "; ".join(parts),
+                          data={"points": points, "matched": texts, "labels": cats, "line_points": marks,
+                                "series": entry.text if entry else None, "color": "#%02x%02x%02x" % color,
+                                "kind": "line_value"})
+
     def _series_bar_result(self, image: Image.Image, lines: list[TextLine], query: Query,
                            description: str) -> ToolResult:
         """The bar of series ``query.series`` over category ``query.bar_at`` (grouped or stacked bars): its colour
@@ -1220,8 +1382,9 @@ class Point(Tool):
         if not found:
             where = ", ".join(f"{json.dumps(m.line.text, ensure_ascii=False)} at {list(_center(m.box))}"
                               for m in labels)
-            raise ToolError(f"found the label {where} but no bar of the colour of "
-                            f"{json.dumps(entry.text, ensure_ascii=False)} ({hexa}) at it", argument="description")
+            no_bar = NoBarError(f"found the label {where} but no bar of the colour of "
+                                f"{json.dumps(entry.text, ensure_ascii=False)} ({hexa}) at it", argument="description")
+            return self._at_line_instead(image, arr, lines, labels, color, entry, query.value, no_bar)
         name = json.dumps(entry.text, ensure_ascii=False)
         if query.value:
             points, texts, bar_boxes, cats = [], [], [], []
