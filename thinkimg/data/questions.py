@@ -4,19 +4,21 @@ answer it with the tools (:mod:`thinkimg.data.experts`).
 The answer is computed from the chart's :class:`~thinkimg.data.tables.Table`, never from pixels. The plan holds
 what a teacher knows about *where* to look (which element to point at, the boxes of printed values, which end of
 a bar marks its value, the pixel of a line's point, the panel's title); *what* is there comes only from the tools'
-outputs when the expert runs. Every question type says which tools its answer needs: on bar charts Point finds a
-printed value ("the value label of X"), the highest or lowest bar, the title; values between gridlines need the bar
-(Point) and a line at its end (DrawHorizontalLineByY / DrawVerticalLineByX read the axis there); other printed
-values need OCR (or Crop/ZoomInSubfigure then OCR). On grouped and stacked bars Point finds one series' bar ("the
-bar of S for X"), the value printed at it ("the value label of S for X") and the top of a stack, where a line reads
-the total. On line charts Point finds where a series passes over a category ("the point of S at X"), and a line
-through that point reads its value. Which of two marks is higher (a
-trend between two categories, two series compared) is told by the pixels Point gave them, without reading the
-axis. Differences, totals and averages of the values read are computed with Calculate (plan key ``calculate``).
+outputs when the expert runs. Every question type says which tools its answer needs: on bar and line charts Point
+finds a printed value ("the value label of X"; "the value label of S for X" for one series of several); on bar
+charts the highest or lowest bar, and the title; values between gridlines need the bar (Point) and a line at its end
+(DrawHorizontalLineByY / DrawVerticalLineByX read the axis there); other printed values (all of them at once for
+a ranking or a sum, pie shares, scatter labels) need OCR (or Crop/ZoomInSubfigure then OCR). On grouped and stacked
+bars Point finds one series' bar ("the bar of S for X") and the top of a stack, where a line reads the total. On
+line charts Point finds where a series passes over a category ("the point of S at X"), and a line through that
+point reads its value. Which of two marks is higher (a trend between two categories, two series compared) is told by
+the pixels Point gave them, without reading the axis. Differences, totals and averages of the values read are
+computed with Calculate (plan key ``calculate``).
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -42,11 +44,14 @@ class Question:
 
 
 def format_number(value: float) -> str:
-    """A number as an answer: integers without a decimal point, others with at most two decimals."""
-    value = round(float(value), 2)
+    """A number as an answer: integers without a decimal point, others with at most two decimals, or, below 1, three
+    significant digits (a chart printing 0.085 is answered 0.085: 0.09 is 6 % off, wrong under relaxed accuracy)."""
+    value = float(value)
+    decimals = 2 if abs(value) >= 1 or value == 0 else 2 - math.floor(math.log10(abs(value)))
+    value = round(value, decimals)
     if value == int(value):
         return str(int(value))
-    return f"{value:.2f}".rstrip("0").rstrip(".")
+    return f"{value:.{decimals}f}".rstrip("0").rstrip(".")
 
 
 Generator = Callable[[RenderedChart, random.Random], "Question | None"]
@@ -271,23 +276,19 @@ def _extreme(table: Table, rng: random.Random, words: tuple[str, str] = ("highes
 _LABELLED_SINGLE = _is("bar", "hbar", "line", labelled=True, single=True)
 
 
-@question_type("value_lookup", "the printed value of one category (Point on bars, else OCR)", _LABELLED_SINGLE)
+@question_type("value_lookup", "the printed value of one category (Point)", _LABELLED_SINGLE)
 def _value_lookup(chart: RenderedChart, rng: random.Random) -> Question | None:
     table = _single(chart)
     cat = rng.choice(table.categories)
-    box = _value_box(chart, cat)
-    if box is None:
+    if _value_box(chart, cat) is None:
         return None
     text = rng.choice(["What is the value of {c}?", "What value does the chart show for {c}?",
                        "How much is {c} according to the chart?"]).format(c=cat)
-    if _bars(chart):
-        return Question("value_lookup", text, format_number(table.value(cat)), ["Point"],
-                        {"points": {cat: _value_label(cat)}, "op": {"name": "lookup", "key": cat}})
-    return Question("value_lookup", text, format_number(table.value(cat)), ["OCR"],
-                    {"read": {cat: box}, "op": {"name": "lookup", "key": cat}})
+    return Question("value_lookup", text, format_number(table.value(cat)), ["Point"],
+                    {"points": {cat: _value_label(cat)}, "op": {"name": "lookup", "key": cat}})
 
 
-@question_type("comparison", "which of two categories is higher or lower (Point on bars, else OCR)", _LABELLED_SINGLE)
+@question_type("comparison", "which of two categories is higher or lower (Point)", _LABELLED_SINGLE)
 def _comparison(chart: RenderedChart, rng: random.Random) -> Question | None:
     table = _single(chart)
     if len(table.categories) < 2:
@@ -301,10 +302,8 @@ def _comparison(chart: RenderedChart, rng: random.Random) -> Question | None:
     word = "higher" if higher else "lower"
     answer = (a if va > vb else b) if higher else (a if va < vb else b)
     op = {"name": "argmax" if higher else "argmin"}
-    if _bars(chart):
-        return Question("comparison", f"Which is {word}, {a} or {b}?", answer, ["Point"],
-                        {"points": {a: _value_label(a), b: _value_label(b)}, "op": op})
-    return Question("comparison", f"Which is {word}, {a} or {b}?", answer, ["OCR"], {"read": boxes, "op": op})
+    return Question("comparison", f"Which is {word}, {a} or {b}?", answer, ["Point"],
+                    {"points": {a: _value_label(a), b: _value_label(b)}, "op": op})
 
 
 @question_type("extremum", "the category with the highest or lowest value (Point on bars, else OCR)", _LABELLED_SINGLE)
@@ -322,8 +321,7 @@ def _extremum(chart: RenderedChart, rng: random.Random) -> Question | None:
     return Question("extremum", text, answer, ["OCR"], {"read": boxes, "op": op})
 
 
-@question_type("difference", "the difference between two categories' values (Point on bars, else OCR; then "
-               "Calculate)",
+@question_type("difference", "the difference between two categories' values (Point, then Calculate)",
                _LABELLED_SINGLE)
 def _difference(chart: RenderedChart, rng: random.Random) -> Question | None:
     table = _single(chart)
@@ -336,10 +334,8 @@ def _difference(chart: RenderedChart, rng: random.Random) -> Question | None:
     answer = format_number(abs(table.value(a) - table.value(b)))
     text = f"What is the difference between the values of {a} and {b}?"
     op = {"name": "absdiff", "keys": [a, b]}
-    if _bars(chart):
-        return Question("difference", text, answer, ["Point", "Calculate"],
-                        {"points": {a: _value_label(a), b: _value_label(b)}, "op": op, "calculate": True})
-    return Question("difference", text, answer, ["OCR", "Calculate"], {"read": boxes, "op": op, "calculate": True})
+    return Question("difference", text, answer, ["Point", "Calculate"],
+                    {"points": {a: _value_label(a), b: _value_label(b)}, "op": op, "calculate": True})
 
 
 @question_type("sum_average", "the total or the average of all values (OCR, then Calculate)", _LABELLED_SINGLE)
@@ -411,19 +407,18 @@ def _trend(chart: RenderedChart, rng: random.Random, series: str | None) -> Ques
     text = f"Did {name}increase or decrease from {a} to {b}?"
     op = {"name": "trend", "keys": [a, b]}
     bars = _bars(chart)
-    grouped = chart_kind(chart) == "grouped_bar"
     if _labelled(chart):
         if bars:
             return Question("trend", text, answer, ["Point"],
                             {"points": {a: _value_label(a), b: _value_label(b)}, "op": op})
-        boxes = {a: _value_box(chart, a, series), b: _value_box(chart, b, series)}
-        if None in boxes.values():
+        if None in (_value_box(chart, a, series), _value_box(chart, b, series)):
             return None
-        if grouped:
+        if series is None:  # a chart of one line
             return Question("trend", text, answer, ["Point"],
-                            {"points": {a: _series_value_label(series, a), b: _series_value_label(series, b)},
-                             "names": [series], "op": op})
-        return Question("trend", text, answer, ["OCR"], {"read": boxes, "op": op})
+                            {"points": {a: _value_label(a), b: _value_label(b)}, "op": op})
+        return Question("trend", text, answer, ["Point"],
+                        {"points": {a: _series_value_label(series, a), b: _series_value_label(series, b)},
+                         "names": [series], "op": op})
     if not bars and None in (_line(chart, a, a, series), _line(chart, b, b, series)):
         return None
     return Question("trend", text, answer, ["Point"],
@@ -444,8 +439,8 @@ def _trend_question(chart: RenderedChart, rng: random.Random) -> Question | None
 # ------------------------------------------------------------------------------------------ several series
 
 
-@question_type("series_value", "one series' value in one category of a grouped/stacked/multi-line chart (crop "
-               "and OCR, or read off the axis)", _is("grouped_bar", "stacked_bar", "line", single=False))
+@question_type("series_value", "one series' value in one category of a grouped/stacked/multi-line chart (Point "
+               "at its printed value, or read off the axis)", _is("grouped_bar", "stacked_bar", "line", single=False))
 def _series_value(chart: RenderedChart, rng: random.Random) -> Question | None:
     table = _single(chart)
     cat, series = rng.choice(table.categories), rng.choice(table.series_names)
@@ -453,12 +448,8 @@ def _series_value(chart: RenderedChart, rng: random.Random) -> Question | None:
     text = f"What is the value of {series} for {cat}?"
     lookup = {"name": "lookup", "key": cat}
     if _labelled(chart):
-        box = _value_box(chart, cat, series)
-        if box is None:
+        if _value_box(chart, cat, series) is None:
             return None
-        if chart_kind(chart) == "line":
-            return Question("series_value", text, format_number(value), ["Crop", "OCR"],
-                            {"view": {"tool": "Crop", "box": _around(chart, box)}, "read": {cat: box}, "op": lookup})
         return Question("series_value", text, format_number(value), ["Point"],
                         {"points": {cat: _series_value_label(series, cat)}, "names": [series], "op": lookup})
     if chart_kind(chart) == "stacked_bar" or not _readable_on_axis(chart, value):
@@ -484,11 +475,8 @@ def _series_compare(chart: RenderedChart, rng: random.Random) -> Question | None
     text = f"For {cat}, which is higher: {s1} or {s2}?"
     answer = s1 if v1 > v2 else s2
     if _labelled(chart):
-        boxes = {s1: _value_box(chart, cat, s1), s2: _value_box(chart, cat, s2)}
-        if None in boxes.values():
+        if None in (_value_box(chart, cat, s1), _value_box(chart, cat, s2)):
             return None
-        if chart_kind(chart) == "line":
-            return Question("series_compare", text, answer, ["OCR"], {"read": boxes, "op": {"name": "argmax"}})
         return Question("series_compare", text, answer, ["Point"],
                         {"points": {s1: _series_value_label(s1, cat), s2: _series_value_label(s2, cat)},
                          "names": [cat], "op": {"name": "argmax"}})
