@@ -238,6 +238,17 @@ def _expert_episode(chart, question):
     return episode
 
 
+def _assert_expert_answers_pointing_at(chart, question, description: str) -> None:
+    """The expert's episode asks Point only for descriptions starting with ``description``, every call succeeds and
+    the answer is right."""
+    episode = _expert_episode(chart, question)
+    calls = [call for message in episode.conversation.messages for call in message.get("tool_calls") or []]
+    points = [c["function"]["arguments"]["description"] for c in calls if c["function"]["name"] == "Point"]
+    assert points and all(p.startswith(description) for p in points), (question.type, points)
+    assert episode.tool_failures == 0 and relaxed_match(episode.answer, question.answer), \
+        (question.type, question.text, question.answer, episode.answer)
+
+
 def test_grouped_and_stacked_bar_plans_point_at_one_series_bar_and_the_expert_answers():
     """Printed values: Point "the value label of S for X" (one call a value); unprinted: Point "the bar of S for X"
     and its value end (a line there reads the axis; two ends tell which is higher); a stack's total: a line at
@@ -264,12 +275,7 @@ def test_grouped_and_stacked_bar_plans_point_at_one_series_bar_and_the_expert_an
             question = QUESTION_TYPES[qtype].make(charts[name], random.Random(f"sb/{i}"))
             if question is None:  # a value too near zero to read off the axis, or two too close to tell apart
                 continue
-            episode = _expert_episode(charts[name], question)
-            calls = [call for message in episode.conversation.messages for call in message.get("tool_calls") or []]
-            points = [c["function"]["arguments"]["description"] for c in calls if c["function"]["name"] == "Point"]
-            assert points and all(p.startswith(description) for p in points), (qtype, points)
-            assert episode.tool_failures == 0 and relaxed_match(episode.answer, question.answer), \
-                (name, qtype, question.text, question.answer, episode.answer)
+            _assert_expert_answers_pointing_at(charts[name], question, description)
 
 
 def test_line_chart_plans_point_at_printed_values_and_the_expert_answers():
@@ -295,12 +301,7 @@ def test_line_chart_plans_point_at_printed_values_and_the_expert_answers():
         for i in range(2):
             question = QUESTION_TYPES[qtype].make(charts[name], random.Random(f"lines/{i}"))
             assert question is not None and "OCR" not in question.tools and "Crop" not in question.tools, question
-            episode = _expert_episode(charts[name], question)
-            calls = [call for message in episode.conversation.messages for call in message.get("tool_calls") or []]
-            points = [c["function"]["arguments"]["description"] for c in calls if c["function"]["name"] == "Point"]
-            assert points and all(p.startswith(description) for p in points), (qtype, points)
-            assert episode.tool_failures == 0 and relaxed_match(episode.answer, question.answer), \
-                (name, qtype, question.text, question.answer, episode.answer)
+            _assert_expert_answers_pointing_at(charts[name], question, description)
 
 
 def test_expert_orders_marks_by_the_pixels_point_gave_without_reading_the_axis():
