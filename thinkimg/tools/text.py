@@ -965,11 +965,13 @@ def _word_at(line: TextLine, x: int) -> TextLine:
 
 
 def find_series_bar(arr: np.ndarray, color: tuple[int, int, int], label: TextLine, lines: list[TextLine],
-                    tick: int, line_height: float, legend: Box | None) -> tuple[Box, bool] | None:
+                    tick: int, line_height: float, legend: Box | None,
+                    raw: np.ndarray | None = None) -> tuple[Box, bool] | None:
     """The bar of colour ``color`` that belongs to the category label ``label``: of the solid blocks of that colour
     (its legend handle beside ``legend`` excluded), the one nearest the label's tick ``tick`` across the bars
     (above the label: vertical bars) or nearest the label's middle row (starting just right of it: horizontal
     bars), no further than half-way to the next label of the same axis.
+    A block on a line (a marker: :func:`_on_a_line`; ``raw``, the image's ink, spares recomputing it) is no bar.
     Returns its box ``(x0, y0, x1, y1)`` (exclusive ends) and whether it stands vertically."""
     h, w = arr.shape[:2]
     colored = np.abs(arr.astype(np.int16) - np.array(color, np.int16)).max(axis=2) <= LINE_COLOR_TOLERANCE
@@ -1008,16 +1010,19 @@ def find_series_bar(arr: np.ndarray, color: tuple[int, int, int], label: TextLin
             key = (distance, -area)
             if best is None or key < (best[0], best[1]):
                 best = (distance, -area, (x, y, x + bw, y + bh), vertical)
-    if best is None or best[3] and _on_a_line(arr, colored, best[2], color, spacing_x):
+    if best is None or best[3] and _on_a_line(arr, raw, colored, best[2], color, spacing_x):
         return None
     return best[2], best[3]
 
 
-def _on_a_line(arr: np.ndarray, colored: np.ndarray, block: Box, color: tuple[int, int, int], spacing: float) -> bool:
+def _on_a_line(arr: np.ndarray, raw: np.ndarray | None, colored: np.ndarray, block: Box, color: tuple[int, int, int],
+               spacing: float) -> bool:
     """Whether a solid block of ``colored`` (pixels of ``color``) is a line's marker or a thick piece of its stroke,
     not a bar: joined by pixels of its colour (straight rules aside) to a run reaching past the next category
-    (``spacing``: the distance between category labels). Bars of one series stand apart."""
-    strokes = _without_rules(colored, rules=_rules_like(arr, _ink(arr, dominant_color(arr)), color))
+    (``spacing``: the distance between category labels). Bars of one series stand apart. ``raw``: the image's ink
+    (:func:`_ink`; None: computed here)."""
+    raw = _ink(arr, dominant_color(arr)) if raw is None else raw
+    strokes = _without_rules(colored, rules=_rules_like(arr, raw, color))
     _, components = cv2.connectedComponents(strokes.astype(np.uint8), connectivity=8)
     x0, y0, x1, y1 = block
     for i in np.unique(components[y0:y1, x0:x1]):
@@ -1190,7 +1195,7 @@ class Point(Tool):
                 color = main_line_color(arr, raw, [ln.box for ln in lines if len(normalize(ln.text)) >= 2])
                 if color is None:
                     raise
-                return self._at_line_instead(image, arr, lines, matches, color, None, query.value, no_bar)
+                return self._at_line_instead(image, arr, raw, lines, matches, color, None, query.value, no_bar)
         return self._text_result(matches)
 
     @staticmethod
@@ -1317,16 +1322,15 @@ class Point(Tool):
         extends = again.lstrip("-").startswith(first) and _PRINTED_NUMBER.match(again) is not None
         return again if extends else line.text
 
-    def _at_line_instead(self, image: Image.Image, arr: np.ndarray, lines: list[TextLine], labels: list[Match],
-                         color: tuple[int, int, int], entry: TextLine | None, value: bool,
+    def _at_line_instead(self, image: Image.Image, arr: np.ndarray, raw: np.ndarray, lines: list[TextLine],
+                         labels: list[Match], color: tuple[int, int, int], entry: TextLine | None, value: bool,
                          no_bar: NoBarError) -> ToolResult:
         """A bar was asked for at ``labels`` and none stands there: where a line of ``color`` passes over them, "the
         value label of [S for] X" is the value printed at its point (read again on its own, :meth:`_reread`);
         "the bar [of S] for X" stays an error, which says where the point is and how to ask for it. No point
-        there either: ``no_bar``, the bar search's error."""
+        there either: ``no_bar``, the bar search's error. ``raw``: the image's ink (:func:`_ink`)."""
         line_height = _line_height(lines)
-        bg = dominant_color(arr)
-        found = line_points(arr, lines, labels, color, entry, line_height, bg, _ink(arr, bg))
+        found = line_points(arr, lines, labels, color, entry, line_height, dominant_color(arr), raw)
         if not found:
             raise no_bar
         name = f" of {json.dumps(entry.text, ensure_ascii=False)}" if entry else ""
@@ -1375,7 +1379,7 @@ class Point(Tool):
         for m in labels:
             label = m.label
             tick = tick_x(ink, raw, label.box, line_height, slanted(arr, label.box, bg))
-            hit = find_series_bar(arr, color, label, lines, tick, line_height, entry.box)
+            hit = find_series_bar(arr, color, label, lines, tick, line_height, entry.box, raw)
             if hit is not None:
                 found.append((m, label, *hit))
         hexa = "#%02x%02x%02x" % color
@@ -1384,7 +1388,7 @@ class Point(Tool):
                               for m in labels)
             no_bar = NoBarError(f"found the label {where} but no bar of the colour of "
                                 f"{json.dumps(entry.text, ensure_ascii=False)} ({hexa}) at it", argument="description")
-            return self._at_line_instead(image, arr, lines, labels, color, entry, query.value, no_bar)
+            return self._at_line_instead(image, arr, raw, lines, labels, color, entry, query.value, no_bar)
         name = json.dumps(entry.text, ensure_ascii=False)
         if query.value:
             points, texts, bar_boxes, cats = [], [], [], []
