@@ -197,16 +197,19 @@ def test_expert_draws_its_line_where_point_found_the_bar():
                           {"key": "Y", "category": "Y", "axis": "x", "end": 2}],
             "op": {"name": "trend", "keys": ["X", "Y"]}}
     assert next_call(plan, []) == ("Point", {"image": "img_0", "description": "the bar for X"})
-    bar = 'Point: (120, 200) — bar for "X", box [100, 150, 140, 300]'
+    bar = 'Point: (120, 200) — bar for "X", top at y=150, bottom at y=300, box [100, 150, 140, 300]'
+    hbar = 'Point: (120, 200) — bar for "Y", left at x=100, right at x=140, box [100, 150, 140, 300]'
     assert next_call(plan, [bar]) == ("DrawHorizontalLineByY", {"image": "img_0", "y": 150})
     line = "Drew a horizontal red line at y=150 on img_0 (400x300). The y axis reads 5 at y=150. The result is img_1."
     assert next_call(plan, [bar, line]) == ("Point", {"image": "img_0", "description": "the bar for Y"})
     # the second line goes on the image the first one made
-    assert next_call(plan, [bar, line, bar]) == ("DrawVerticalLineByX", {"image": "img_1", "x": 140})
-    assert next_call(plan, [bar, line, bar, line.replace("reads 5", "reads 3")]) is None
-    assert answer_from(plan, [bar, line, bar, line.replace("reads 5", "reads 3")]) == "decrease"
+    assert next_call(plan, [bar, line, hbar]) == ("DrawVerticalLineByX", {"image": "img_1", "x": 140})
+    assert next_call(plan, [bar, line, hbar, line.replace("reads 5", "reads 3")]) is None
+    assert answer_from(plan, [bar, line, hbar, line.replace("reads 5", "reads 3")]) == "decrease"
     with pytest.raises(ReadingError):
         next_call(plan, ['Point: (1, 2) — "12"'])
+    with pytest.raises(ReadingError, match="no right end"):  # the end is read where Point names it, not by index
+        next_call(plan, [bar, line, bar])
 
 
 def test_expert_draws_its_line_through_the_point_point_found_on_a_line():
@@ -264,12 +267,16 @@ def test_grouped_and_stacked_bar_plans_point_at_one_series_bar_and_the_expert_an
               "plain": render_chart(table, ChartStyle(kind="grouped_bar", value_labels=False,
                                                       legend_loc="upper left")),
               "stacked": render_chart(table, ChartStyle(kind="stacked_bar", value_labels=False,
-                                                        legend_loc="outside right"))}
+                                                        legend_loc="outside right")),
+              "stacked labelled": render_chart(table, ChartStyle(kind="stacked_bar", value_labels=True,
+                                                                 legend_loc="outside right"))}
     expected = {("labelled", "series_value"): "the value label of ",
                 ("labelled", "series_compare"): "the value label of ", ("labelled", "trend"): "the value label of ",
                 ("plain", "series_value"): "the bar of ",
                 ("plain", "series_compare"): "the bar of ", ("plain", "trend"): "the bar of ",
-                ("stacked", "stack_total"): "the top of the stack for "}
+                ("stacked", "stack_total"): "the top of the stack for ",
+                # printed segments too: two calls at the top, not OCR's dump and a sum of every segment
+                ("stacked labelled", "stack_total"): "the top of the stack for "}
     for (name, qtype), description in expected.items():
         for i in range(3):
             question = QUESTION_TYPES[qtype].make(charts[name], random.Random(f"sb/{i}"))
@@ -330,8 +337,8 @@ def test_expert_orders_marks_by_the_pixels_point_gave_without_reading_the_axis()
     bars = {"heights": {"A": {"category": "A", "series": None, "description": "the bar for A", "axis": "y", "end": 1},
                         "B": {"category": "B", "series": None, "description": "the bar for B", "axis": "y", "end": 3}},
             "op": {"name": "trend", "keys": ["A", "B"]}}
-    positive = 'Point: (120, 200) — bar for "A", box [100, 150, 140, 250]'
-    negative = 'Point: (170, 270) — bar for "B", box [150, 250, 190, 290]'
+    positive = 'Point: (120, 200) — bar for "A", top at y=150, bottom at y=250, box [100, 150, 140, 250]'
+    negative = 'Point: (170, 270) — bar for "B", top at y=250, bottom at y=290, box [150, 250, 190, 290]'
     assert answer_from(bars, [positive, negative]) == "decrease"
     with pytest.raises(ReadingError):
         answer_from(bars, [positive, 'Point: (170, 270) — "12"'])

@@ -280,6 +280,11 @@ def test_point_bar_for_a_label_lands_in_that_bar(client, chart_name, description
     assert inside(result.data["points"][0], bar), (result.text, bar)
     assert iou(result.data["boxes"][0], bar) >= 0.9, (result.data["boxes"][0], bar)
     assert f'bar for "{category}"' in result.text
+    # the value end is named, to be copied into a line tool: a vertical bar's top and bottom, a horizontal one's sides
+    x0, y0, x1, y1 = result.data["boxes"][0]
+    ends = f"left at x={x0}, right at x={x1}" if chart_name in ("horizontal", "colours") \
+        else f"top at y={y0}, bottom at y={y1}"
+    assert f'bar for "{category}", {ends}, box [' in result.text
 
 
 def test_point_returns_every_equally_good_match(client):
@@ -497,7 +502,7 @@ def test_point_of_a_series_at_a_category_lands_on_its_marker(client, series, cat
     ax, ay = _anchor(chart, category, series)
     assert abs(x - ax) <= 3 and abs(y - ay) <= 3, (result.text, (ax, ay))
     assert result.data["kind"] == "line_point" and result.data["series"] == series
-    assert result.text == f'Point: ({x}, {y}) — the point of the line for "{series}" at "{category}"'
+    assert result.text == f'Point: ({x}, {y}) — the point of the line for "{series}" at "{category}", at y={y}'
 
 
 @pytest.mark.parametrize("chart_name", ["one", "slanted"])
@@ -509,7 +514,7 @@ def test_point_at_a_category_of_the_only_line(client, chart_name):
         (x, y), = result.data["points"]
         ax, ay = _anchor(chart, category)
         assert abs(x - ax) <= 4 and abs(y - ay) <= 3, (result.text, (ax, ay))
-        assert result.text.endswith(f'the point of the line at "{category}"')
+        assert result.text.endswith(f'the point of the line at "{category}", at y={y}')
 
 
 def test_point_of_a_line_at_its_first_category_beside_a_one_character_tick_label(client):
@@ -693,8 +698,9 @@ def test_point_bar_of_a_series_for_a_category_gives_that_bar(client, chart_name,
     (box,) = result.data["boxes"]
     assert all(abs(a - b) <= 2 for a, b in zip(box, bar.box)), (result.text, bar.box)
     assert result.data["kind"] == "series_bar" and result.data["series"] == series
-    assert result.text.startswith(f'Point: ({result.data["points"][0][0]}, {result.data["points"][0][1]}) — bar of '
-                                  f'"{series}" for "{category}", box [')
+    x0, y0, x1, y1 = box
+    assert result.text == (f'Point: ({result.data["points"][0][0]}, {result.data["points"][0][1]}) — bar of '
+                           f'"{series}" for "{category}", top at y={y0}, bottom at y={y1}, box {box}')
 
 
 @pytest.mark.parametrize("chart_name", ["grouped", "stacked"])
@@ -717,6 +723,7 @@ def test_point_top_of_a_stack_reads_its_total_with_the_line_tool():
         (x, y), = point.data["points"]
         top = min(b.box[1] for b in chart.find("bar", category=category))
         assert abs(y - top) <= 2, (point.text, top)
+        assert f'the top of the stack for "{category}", top at y={y}, box [' in point.text
         line = tools.call("DrawHorizontalLineByY", chart.image, {"y": y})
         reading = float(re.search(r"reads (-?[\d.]+)", line.text).group(1))
         assert abs(reading - total) <= 0.05 * total, line.text

@@ -54,6 +54,8 @@ _POINT = re.compile(r"\((-?\d+), (-?\d+)\) — ")
 _READS = re.compile(r"axis reads (-?[0-9.]+) at")
 _RESULT = re.compile(r"The result is (img_\d+)\.")
 _CALCULATED = re.compile(r" = (\S+)$")
+#: The side Point names for each index of a bar's box ``[x0, y0, x1, y1]`` (``top at y=80``).
+_BAR_ENDS = {0: "left", 1: "top", 2: "right", 3: "bottom"}
 #: How each arithmetic op is written for Calculate, from the numbers read (in plan order).
 CALCULATIONS = {
     "absdiff": lambda xs: f"abs({xs[0]} - {xs[1]})",
@@ -178,14 +180,15 @@ def pointed(observation: str) -> tuple[int, int]:
 
 def value_end(observation: str, axis: str, end: int | None) -> int:
     """The pixel (on the ``axis`` "x" or "y") of a mark's value end in a Point observation: the point Point gave
-    (``end`` None) or index ``end`` of the box it gave a bar."""
+    (``end`` None) or the bar's end Point names for index ``end`` of its box (``top at y=80`` for index 1)."""
     if end is None:
         x, y = pointed(observation)
         return x if axis == "x" else y
-    box = _BOX.search(observation)
-    if box is None:
-        raise ReadingError("Point gave no bar box")
-    return int(box.group(end + 1))
+    side = _BAR_ENDS[end]
+    found = re.search(rf"\b{side} at {'x' if end in (0, 2) else 'y'}=(-?\d+)", observation)
+    if found is None:
+        raise ReadingError(f"Point named no {side} end of a bar")
+    return int(found.group(1))
 
 
 def height_reading(observation: str, axis: str, end: int | None) -> float:

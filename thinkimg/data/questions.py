@@ -488,22 +488,25 @@ def _series_compare(chart: RenderedChart, rng: random.Random) -> Question | None
                     {"heights": {s1: _height(chart, cat, s1), s2: _height(chart, cat, s2)}, "op": {"name": "argmax"}})
 
 
-@question_type("stack_total", "the total of one stacked bar (its printed segments summed with Calculate, or read "
-               "at its top)",
+@question_type("stack_total", "the total of one stacked bar (read at its top, or its printed segments summed with "
+               "Calculate where the axis cannot tell it within 5 %)",
                _is("stacked_bar"))
 def _stack_total(chart: RenderedChart, rng: random.Random) -> Question | None:
+    """A line at the stack's top reads the total in two calls, printed segments or not (summing the printed ones
+    takes OCR's whole dump and a Calculate over every segment); OCR and Calculate where the top is too near zero
+    to read on the axis within 5 % or a segment is negative."""
     table = _single(chart)
     cat = rng.choice(table.categories)
     total = sum(table.value(cat, s) for s in table.series_names)
     text = f"What is the total for {cat} across all series?"
-    if _labelled(chart):
+    if any(table.value(cat, s) < 0 for s in table.series_names) or not _readable_on_axis(chart, total):
+        if not _labelled(chart):
+            return None
         boxes = {s: _value_box(chart, cat, s) for s in table.series_names}
         if None in boxes.values():
             return None
         return Question("stack_total", text, format_number(total), ["OCR", "Calculate"],
                         {"read": boxes, "op": {"name": "sum"}, "calculate": True})
-    if any(table.value(cat, s) < 0 for s in table.series_names) or not _readable_on_axis(chart, total):
-        return None
     return Question("stack_total", text, format_number(total), ["Point", "DrawHorizontalLineByY"],
                     {"point_lines": [{"key": cat, "category": cat, "series": None, "axis": _value_axis(chart),
                                       "description": f"the top of the stack for {cat}"}],

@@ -1133,6 +1133,13 @@ def _category_labels(lines: list[TextLine], category: str, description: str,
     return labels
 
 
+def bar_ends(box: Box, vertical: bool) -> str:
+    """A bar's two ends named by side, as Point states them (``top at y=80, bottom at y=400``; ``left at x=20,
+    right at x=300``): the value end is a named number to copy into a line tool, not an index into the box."""
+    x0, y0, x1, y1 = box
+    return f"top at y={y0}, bottom at y={y1}" if vertical else f"left at x={x0}, right at x={x1}"
+
+
 def _center(box: Box) -> tuple[int, int]:
     return (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
 
@@ -1142,10 +1149,10 @@ class Point(Tool):
     name = "Point"
     description = (
         "Find the pixel point (x, y) of a described element: a tick label, axis title, legend entry, value label, "
-        "the chart title, 'the bar for X' (the centre of that bar), 'the value label of X' (the text printed at "
-        "that bar's end or at a line's point over X, quoted), 'the bar of S for X' / 'the value label of S for X' "
-        "(series S's bar over category X, grouped or stacked, or its line's point), 'the top of the stack for X' or "
-        "'the point of S at X' (where the line of series S passes over category X). "
+        "the chart title, 'the bar for X' (the centre of that bar and its ends), 'the value label of X' (the text "
+        "printed at that bar's end or at a line's point over X, quoted), 'the bar of S for X' / 'the value label of "
+        "S for X' (series S's bar over category X, grouped or stacked, or its line's point), 'the top of the stack "
+        "for X' or 'the point of S at X' (where the line of series S passes over category X). "
         "Several equally good matches are all listed."
     )
     Args = PointArgs
@@ -1237,8 +1244,8 @@ class Point(Tool):
         boxes = [list(region.box) for _, region, _ in found_bars]
         labels = [m.line.text for m, _, _ in found_bars]
         parts = [
-            f"({x}, {y}) — bar for {json.dumps(t, ensure_ascii=False)}, box {b}"
-            for (x, y), t, b in zip(points, labels, boxes)
+            f"({x}, {y}) — bar for {json.dumps(t, ensure_ascii=False)}, {bar_ends(b, v)}, box {b}"
+            for (x, y), t, b, (_, _, v) in zip(points, labels, boxes, found_bars)
         ]
         head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
         return ToolResult(
@@ -1274,8 +1281,8 @@ class Point(Tool):
             raise ToolError(f"found the label {where} but no point of the line ({hexa}) above it",
                             argument="description")
         series = f" for {json.dumps(entry.text, ensure_ascii=False)}" if entry else ""
-        parts = [f"({x}, {y}) — the point of the line{series} at {json.dumps(m.line.text, ensure_ascii=False)}"
-                 for m, (x, y) in found]
+        parts = [f"({x}, {y}) — the point of the line{series} at {json.dumps(m.line.text, ensure_ascii=False)}, "
+                 f"at y={y}" for m, (x, y) in found]
         head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
         return ToolResult(
             text=head + "; ".join(parts),
@@ -1409,8 +1416,9 @@ class Point(Tool):
                     "color": hexa, "kind": "series_value"}
         else:
             points = [list(_center(box)) for _, _, box, _ in found]
-            parts = [f"({x}, {y}) — bar of {name} for {json.dumps(m.line.text, ensure_ascii=False)}, box {list(box)}"
-                     for (x, y), (m, _, box, _) in zip(points, found)]
+            parts = [f"({x}, {y}) — bar of {name} for {json.dumps(m.line.text, ensure_ascii=False)}, "
+                     f"{bar_ends(box, vertical)}, box {list(box)}"
+                     for (x, y), (m, _, box, vertical) in zip(points, found)]
             data = {"points": points, "boxes": [list(box) for _, _, box, _ in found],
                     "matched": [m.line.text for m, _, _, _ in found], "series": entry.text, "color": hexa,
                     "kind": "series_bar"}
@@ -1438,8 +1446,8 @@ class Point(Tool):
                               for m in labels)
             raise ToolError(f"found the label {where} but no stacked bar standing over it", argument="description")
         points = [[(box[0] + box[2]) // 2, box[1]] for _, box in found]
-        parts = [f"({x}, {y}) — the top of the stack for {json.dumps(m.line.text, ensure_ascii=False)}, box "
-                 f"{list(box)}" for (x, y), (m, box) in zip(points, found)]
+        parts = [f"({x}, {y}) — the top of the stack for {json.dumps(m.line.text, ensure_ascii=False)}, top at "
+                 f"y={y}, box {list(box)}" for (x, y), (m, box) in zip(points, found)]
         head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
         return ToolResult(text=head + "; ".join(parts),
                           data={"points": points, "boxes": [list(box) for _, box in found],
