@@ -26,6 +26,11 @@ row = {{"accuracy": 0.1 * seed, "accuracy_without_tools": 0.01, "valid_format_ra
        "valid_call_rate": 0.5 + 0.1 * seed}}
 json.dump({{"models": {{"base": row, "sft": row}}}}, open(params["eval"]["metrics"], "w"))
 open(params["eval"]["metrics"] + ".runs", "a").write(f"{{seed}}\\n")
+# the episodes: seed N answers N of its 3 lookups and none of its title
+with open(params["eval"]["out"] + "/sft.jsonl", "w") as f:
+    for i in range(3):
+        f.write(json.dumps({{"question_type": "value_lookup", "correct": i < seed}}) + "\\n")
+    f.write(json.dumps({{"question_type": "title", "correct": False}}) + "\\n")
 PY
 """.format(python=sys.executable)
 
@@ -33,7 +38,9 @@ PY
 @pytest.fixture
 def setup(tmp_path):
     params = {"data": {"seed": 0}, "model": {"seed": 0, "pretrain": {"steps": 3}}, "sft": {"seed": 0},
-              "grpo": {"seed": 0}, "eval": {"metrics": str(tmp_path / "learning_result.json")}}
+              "grpo": {"seed": 0}, "eval": {"metrics": str(tmp_path / "learning_result.json"),
+                                            "out": str(tmp_path / "eval")}}
+    (tmp_path / "eval").mkdir()
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "runner.sh").write_text(FAKE_RUNNER)
     return tmp_path
@@ -70,3 +77,20 @@ def test_a_failing_seed_stops_the_sweep_and_says_which(setup):
     with pytest.raises(SystemExit, match=r"seed 5: .* failed \(exit 3"):
         _run(setup, 5)
     assert not (setup / "out" / "seed-5" / "learning_result.json").exists()
+
+
+def test_each_seeds_episodes_are_kept_and_counted_per_question_type(setup):
+    _run(setup, 1, 2)
+    assert (setup / "out" / "seed-1" / "eval" / "sft.jsonl").is_file()
+    summary = json.loads((setup / "table.json").read_text())
+    assert summary["by_type"]["sft"] == {"title": {"right": 0, "n": 2}, "value_lookup": {"right": 3, "n": 6}}
+    assert "base" not in summary["by_type"]  # no episodes kept for it
+    table = (setup / "table.md").read_text()
+    assert "| value_lookup | 3 of 6 |" in table and "| title | 0 of 2 |" in table
+
+
+def test_a_broken_episode_record_names_its_file_and_line(setup):
+    _run(setup, 1)
+    (setup / "out" / "seed-1" / "eval" / "sft.jsonl").write_text('{"question_type": "title", "correct": true}\n{oops\n')
+    with pytest.raises(SystemExit, match=r"seed-1/eval/sft.jsonl:2: not an episode record"):
+        _run(setup, 1)
