@@ -2,16 +2,18 @@
 
     python scripts/learning_seeds.py [--params configs/learning_result.yaml] [--seeds 0 1 2]
                                      [--out artifacts/learning/seeds] [--table metrics/learning_result_seeds]
+                                     [--keep-models]
 
 For each seed it writes ``OUT/seed-N/params.yaml`` (the params with ``model.seed``, ``model.pretrain.seed``,
 ``sft.seed`` and ``grpo.seed`` set to N: the initialisation, the drill, the warm start's stream, SFT's order and
 relabelling, GRPO's sampling; the dataset and the eval questions stay the same), runs scripts/learning_result.sh on
 it (~35 min on 2 CPU cores) and keeps its table as ``OUT/seed-N/learning_result.json`` and its episodes (the eval's
-``*.jsonl``) under ``OUT/seed-N/eval/``. A seed whose table is there is not run again, so an interrupted sweep
-continues where it stopped. Then it writes TABLE.json and TABLE.md: per model, each seed's numbers and their mean,
-minimum and maximum, and per question type the answers right with tools summed over the seeds whose episodes are
-kept. The stages write into the params' own folders, so
-after the sweep artifacts/learning/ and metrics/learning_result.* hold the last seed's run.
+``*.jsonl``) under ``OUT/seed-N/eval/``; with ``--keep-models`` also its SFT and GRPO models (without checkpoints)
+under ``OUT/seed-N/models/``, for later stages to start from each seed's model. A seed whose table is there is not
+run again, so an interrupted sweep continues where it stopped. Then it writes TABLE.json and TABLE.md: per model,
+each seed's numbers and their mean, minimum and maximum, and per question type the answers right with tools summed
+over the seeds whose episodes are kept. The stages write into the params' own folders, so after the sweep
+artifacts/learning/ and metrics/learning_result.* hold the last seed's run.
 """
 
 from __future__ import annotations
@@ -114,6 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table", type=Path, default=REPO / "metrics" / "learning_result_seeds")
     parser.add_argument("--runner", default=str(REPO / "scripts" / "learning_result.sh"),
                         help="The command run on each seed's params file (its one argument).")
+    parser.add_argument("--keep-models", action="store_true",
+                        help="Keep each seed's SFT and GRPO models (no checkpoints) under OUT/seed-N/models/.")
     args = parser.parse_args(argv)
     if not args.params.is_file():
         raise SystemExit(f"{args.params}: params file not found")
@@ -136,6 +140,10 @@ def main(argv: list[str] | None = None) -> None:
             (folder / "eval").mkdir(exist_ok=True)
             for path in sorted(episodes.glob("*.jsonl")) if episodes.is_dir() else []:
                 shutil.copy2(path, folder / "eval" / path.name)
+            for stage in ("sft", "grpo") if args.keep_models else ():
+                model = REPO / params[stage]["out"]
+                shutil.copytree(model, folder / "models" / stage, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("checkpoint-*"))
             result.write_text(metrics.read_text(encoding="utf-8"), encoding="utf-8")
         results[seed] = json.loads(result.read_text(encoding="utf-8"))
         folders[seed] = folder

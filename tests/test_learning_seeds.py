@@ -26,6 +26,11 @@ row = {{"accuracy": 0.1 * seed, "accuracy_without_tools": 0.01, "valid_format_ra
        "valid_call_rate": 0.5 + 0.1 * seed}}
 json.dump({{"models": {{"base": row, "sft": row}}}}, open(params["eval"]["metrics"], "w"))
 open(params["eval"]["metrics"] + ".runs", "a").write(f"{{seed}}\\n")
+# the models, each with a checkpoint the copy leaves out
+import os
+for stage in ("sft", "grpo"):
+    os.makedirs(params[stage]["out"] + "/checkpoint-2", exist_ok=True)
+    open(params[stage]["out"] + "/model.safetensors", "w").write(f"{{stage}} of seed {{seed}}")
 # the episodes: seed N answers N of its 3 lookups and none of its title
 with open(params["eval"]["out"] + "/sft.jsonl", "w") as f:
     for i in range(3):
@@ -37,8 +42,9 @@ PY
 
 @pytest.fixture
 def setup(tmp_path):
-    params = {"data": {"seed": 0}, "model": {"seed": 0, "pretrain": {"steps": 3}}, "sft": {"seed": 0},
-              "grpo": {"seed": 0}, "eval": {"metrics": str(tmp_path / "learning_result.json"),
+    params = {"data": {"seed": 0}, "model": {"seed": 0, "pretrain": {"steps": 3}},
+              "sft": {"seed": 0, "out": str(tmp_path / "models" / "sft")},
+              "grpo": {"seed": 0, "out": str(tmp_path / "models" / "grpo")}, "eval": {"metrics": str(tmp_path / "learning_result.json"),
                                             "out": str(tmp_path / "eval")}}
     (tmp_path / "eval").mkdir()
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
@@ -46,9 +52,10 @@ def setup(tmp_path):
     return tmp_path
 
 
-def _run(tmp: Path, *seeds: int) -> None:
+def _run(tmp: Path, *seeds: int, keep_models: bool = False) -> None:
     seeds_script.main(["--params", str(tmp / "params.yaml"), "--seeds", *map(str, seeds), "--out", str(tmp / "out"),
-                       "--table", str(tmp / "table"), "--runner", str(tmp / "runner.sh")])
+                       "--table", str(tmp / "table"), "--runner", str(tmp / "runner.sh")]
+                      + ["--keep-models"] * keep_models)
 
 
 def test_each_seed_runs_once_with_every_training_seed_set(setup):
@@ -94,3 +101,14 @@ def test_a_broken_episode_record_names_its_file_and_line(setup):
     (setup / "out" / "seed-1" / "eval" / "sft.jsonl").write_text('{"question_type": "title", "correct": true}\n{oops\n')
     with pytest.raises(SystemExit, match=r"seed-1/eval/sft.jsonl:2: not an episode record"):
         _run(setup, 1)
+
+
+def test_keep_models_keeps_each_seeds_models_without_checkpoints(setup):
+    _run(setup, 1, 2, keep_models=True)
+    for seed in (1, 2):
+        for stage in ("sft", "grpo"):
+            kept = setup / "out" / f"seed-{seed}" / "models" / stage
+            assert (kept / "model.safetensors").read_text() == f"{stage} of seed {seed}"
+            assert not (kept / "checkpoint-2").exists()
+    _run(setup, 3)
+    assert not (setup / "out" / "seed-3" / "models").exists()
