@@ -90,8 +90,10 @@ def main() -> None:
             try:
                 point = client.call("Point", chart.image, {"description": description})
             except ToolError as err:
-                row["label not read" if "no text matches" in err.message else
-                    "no value found" if "no value printed" in err.message else "no point found"] += 1
+                row["label not read" if "no text matches" in err.message else "no point found"] += 1
+                continue
+            if point.data["kind"] == "no_value":  # the point, but the value printed at it missed
+                row["no value found"] += 1
                 continue
             number = re.sub(r"[^\d.\-]", "", point.data["matched"][0])
             value = table.value(category, series)

@@ -253,9 +253,10 @@ def _assert_expert_answers_pointing_at(chart, question, description: str) -> Non
 
 
 def test_grouped_and_stacked_bar_plans_point_at_one_series_bar_and_the_expert_answers():
-    """Printed values: Point "the value label of S for X" (one call a value); unprinted: Point "the bar of S for X"
-    and its value end (a line there reads the axis; two ends tell which is higher); a stack's total: a line at
-    "the top of the stack for X"."""
+    """Printed values: Point "the value label of S for X" (one call a value); unprinted: the same question, which
+    Point answers with the bar and its value end (a line there reads the axis; two ends tell which is higher) — the
+    plan does not depend on whether values are printed, which a model may not see; a stack's total: a line at "the
+    top of the stack for X"."""
     from thinkimg.data.render import ChartStyle, render_chart
     from thinkimg.data.questions import QUESTION_TYPES
 
@@ -272,8 +273,8 @@ def test_grouped_and_stacked_bar_plans_point_at_one_series_bar_and_the_expert_an
                                                                  legend_loc="outside right"))}
     expected = {("labelled", "series_value"): "the value label of ",
                 ("labelled", "series_compare"): "the value label of ", ("labelled", "trend"): "the value label of ",
-                ("plain", "series_value"): "the bar of ",
-                ("plain", "series_compare"): "the bar of ", ("plain", "trend"): "the bar of ",
+                ("plain", "series_value"): "the value label of ",
+                ("plain", "series_compare"): "the value label of ", ("plain", "trend"): "the value label of ",
                 ("stacked", "stack_total"): "the top of the stack for ",
                 # printed segments too: two calls at the top, not OCR's dump and a sum of every segment
                 ("stacked labelled", "stack_total"): "the top of the stack for "}
@@ -299,11 +300,15 @@ def test_line_chart_plans_point_at_printed_values_and_the_expert_answers():
                                          "United Kingdom": [265.0, 292.0, 348.0, 352.0, 505.0]},
                 unit="thousand people", category_name="Year", ordered=True)
     charts = {"one": render_chart(one, ChartStyle(kind="line", value_labels=True)),
-              "two": render_chart(two, ChartStyle(kind="line", value_labels=True, legend_loc="outside right"))}
+              "two": render_chart(two, ChartStyle(kind="line", value_labels=True, legend_loc="outside right")),
+              "two plain": render_chart(two, ChartStyle(kind="line", value_labels=False, legend_loc="upper left"))}
     expected = {("one", "value_lookup"): "the value label of ", ("one", "comparison"): "the value label of ",
                 ("one", "difference"): "the value label of ", ("one", "trend"): "the value label of ",
                 ("two", "series_value"): "the value label of ", ("two", "series_compare"): "the value label of ",
-                ("two", "trend"): "the value label of "}
+                ("two", "trend"): "the value label of ",
+                # no value printed: the same questions, answered with the point, a line through it reads the axis
+                ("two plain", "series_value"): "the value label of ",
+                ("two plain", "series_compare"): "the value label of ", ("two plain", "trend"): "the value label of "}
     for (name, qtype), description in expected.items():
         for i in range(2):
             question = QUESTION_TYPES[qtype].make(charts[name], random.Random(f"lines/{i}"))

@@ -382,11 +382,17 @@ def test_point_value_label_of_negative_and_positive_bars(client, description):
     assert inside(result.data["points"][0], NEGATIVE.boxes["values"][category], margin=3), result.text
 
 
-def test_point_value_label_without_printed_values_says_so(client):
+def test_point_value_label_without_printed_values_says_so_and_names_the_bars_ends(client):
+    """The answer to "the value label of X" is the same question whether the chart prints values or not: where it
+    prints none, Point says so and gives the bar's ends, the pixel a line reads the value at."""
     chart = render_bar_chart({"Apples": 41, "Pears": 27}, value_labels=False, title="Fruit")
-    with pytest.raises(ToolError) as err:
-        client.call("Point", chart.image, {"description": "the value label of Pears"})
-    assert "no text printed at its ends" in err.value.message and err.value.argument == "description"
+    result = client.call("Point", chart.image, {"description": "the value label of Pears"})
+    bar = chart.boxes["bars"]["Pears"]
+    (box,) = result.data["boxes"]
+    assert result.data["kind"] == "no_value" and iou(box, bar) >= 0.9, (result.text, bar)
+    (x, y), = result.data["points"]
+    assert result.text == (f'Point: ({x}, {y}) — no value printed at the bar for "Pears", top at y={box[1]}, '
+                           f'bottom at y={box[3]}, box {box}')
 
 
 @pytest.mark.parametrize(
@@ -630,10 +636,10 @@ def test_point_asked_for_a_bar_on_a_line_chart_says_where_the_line_passes(client
     with pytest.raises(ToolError) as err:
         client.call("Point", LINE_CHARTS["three"].image, {"description": "the bar of Germany for 2017"})
     assert err.value.message.endswith("ask for 'the point of Germany at 2017'"), err.value.message
-    with pytest.raises(ToolError) as err:
-        client.call("Point", LINE_CHARTS["one"].image, {"description": "the value label of 2019"})
-    assert "found the point of the line at \"2019\"" in err.value.message
-    assert "but no value printed at it" in err.value.message
+    result = client.call("Point", LINE_CHARTS["one"].image, {"description": "the value label of 2019"})
+    (x, y), = result.data["points"]
+    assert abs(x - ax) <= 4 and abs(y - ay) <= 3 and result.data["kind"] == "no_value", result.text
+    assert result.text == f'Point: ({x}, {y}) — no value printed at the point of the line at "2019", at y={y}'
 
 
 def test_line_point_descriptions_parse():
@@ -737,10 +743,13 @@ def test_point_series_bar_errors_name_what_is_missing(client):
     with pytest.raises(ToolError) as err:
         client.call("Point", chart.image, {"description": "the value label of Egypt for 1999"})
     assert "no text matches the category '1999'" in err.value.message
-    with pytest.raises(ToolError) as err:
-        client.call("Point", SERIES_BAR_CHARTS["stacked plain"].image,
-                    {"description": "the value label of Egypt for 2017"})
-    assert "no text printed at it" in err.value.message
+    # no value printed is no error: Point says so and gives the bar (test_point_value_label_without_printed_values...)
+    result = client.call("Point", SERIES_BAR_CHARTS["stacked plain"].image,
+                         {"description": "the value label of Egypt for 2017"})
+    (box,) = result.data["boxes"]
+    assert result.data["kind"] == "no_value" and result.data["series"] == "Egypt"
+    assert result.text.endswith(f'— no value printed at the bar of "Egypt" for "2017", top at y={box[1]}, '
+                                f'bottom at y={box[3]}, box {box}'), result.text
 
 
 def test_series_bar_descriptions_parse():

@@ -178,16 +178,21 @@ def _series_value_label(series: str, category: str) -> str:
     return f"the value label of {series} for {category}"
 
 
-def _bar_line(chart: RenderedChart, key: str, category: str, series: str | None = None) -> dict[str, Any]:
+def _bar_line(chart: RenderedChart, key: str, category: str, series: str | None = None,
+              value_label: bool = False) -> dict[str, Any]:
     """Point at the bar of ``category`` (of ``series`` on a grouped chart: its ``description``), then a line at its
     value end: the top of a vertical bar (its bottom when the value is negative), the right end of a horizontal one
-    (its left end when negative); ``end`` indexes the bar's box ``[x0, y0, x1, y1]``."""
+    (its left end when negative); ``end`` indexes the bar's box ``[x0, y0, x1, y1]``. With ``value_label`` Point is
+    asked for the bar's value label, as where values are printed: on a chart that prints none it names the bar's
+    ends (so one question serves both)."""
     axis = _value_axis(chart)
     negative = _single(chart).value(category, series) < 0
     end = (3 if negative else 1) if axis == "y" else (0 if negative else 2)
     line = {"key": key, "category": category, "axis": axis, "end": end}
     if series is not None:
         line.update(series=series, description=_series_bar(series, category))
+    if value_label:
+        line["description"] = _series_value_label(series, category) if series is not None else _value_label(category)
     return line
 
 
@@ -197,20 +202,27 @@ def _point_of(category: str, series: str | None = None) -> str:
     return f"the point of {series} at {category}" if series is not None else f"the point at {category}"
 
 
-def _point_line(chart: RenderedChart, key: str, category: str, series: str | None = None) -> dict[str, Any]:
-    """Point at the line's point over ``category``, then a line through it (its pixel on the value axis)."""
-    return {"key": key, "category": category, "series": series, "description": _point_of(category, series),
+def _point_line(chart: RenderedChart, key: str, category: str, series: str | None = None,
+                value_label: bool = False) -> dict[str, Any]:
+    """Point at the line's point over ``category``, then a line through it (its pixel on the value axis). With
+    ``value_label`` Point is asked for the point's value label, which on a chart that prints none gives the point."""
+    description = _point_of(category, series)
+    if value_label:
+        description = _series_value_label(series, category) if series is not None else _value_label(category)
+    return {"key": key, "category": category, "series": series, "description": description,
             "axis": _value_axis(chart)}
 
 
 def _height(chart: RenderedChart, category: str, series: str | None = None) -> dict[str, Any]:
-    """Point at the mark of (category, series) and take its value end's pixel on the value axis as the reading:
+    """Point at the mark of (category, series) — asking for its value label, as on a chart that prints values; on
+    one that prints none Point gives the mark — and take its value end's pixel on the value axis as the reading:
     enough to tell which of two marks is higher without reading the axis. A bar's value end is ``end`` of
     :func:`_bar_line`; a line's point is the point Point gives."""
     if chart_kind(chart) == "line":
-        return {"category": category, "series": series, "description": _point_of(category, series),
-                "axis": _value_axis(chart), "end": None}
-    line = _bar_line(chart, category, category, series)
+        line = _point_line(chart, category, category, series, value_label=True)
+        return {"category": category, "series": series, "description": line["description"],
+                "axis": line["axis"], "end": None}
+    line = _bar_line(chart, category, category, series, value_label=True)
     return {"category": category, "series": series, "description": line.get("description", f"the bar for {category}"),
             "axis": line["axis"], "end": line["end"]}
 
@@ -458,9 +470,9 @@ def _series_value(chart: RenderedChart, rng: random.Random) -> Question | None:
         return None
     if chart_kind(chart) == "line":
         return Question("series_value", text, format_number(value), ["Point", "DrawHorizontalLineByY"],
-                        {"point_lines": [_point_line(chart, cat, cat, series)], "op": lookup})
+                        {"point_lines": [_point_line(chart, cat, cat, series, value_label=True)], "op": lookup})
     return Question("series_value", text, format_number(value), ["Point", "DrawHorizontalLineByY"],
-                    {"bar_lines": [_bar_line(chart, cat, cat, series)], "op": lookup})
+                    {"bar_lines": [_bar_line(chart, cat, cat, series, value_label=True)], "op": lookup})
 
 
 @question_type("series_compare", "which of two series is higher in one category",

@@ -8,8 +8,10 @@ print). "The point of S at X" walks up from the category label X (its tick) to t
 colour, read off S's legend handle ("the point at X": the line drawn with the most ink), and answers with the
 middle of that mark: where the line tools read the value off the axis. "The bar of S for X" (grouped or stacked
 bars) is the block of S's colour at X's tick, "the value label of S for X" the number printed at it (over its end,
-or inside a stacked segment), "the top of the stack for X" the top of all the segments standing over X. "The
-chart title" is the whole title, its lines joined, when it is set over several lines.
+or inside a stacked segment), "the top of the stack for X" the top of all the segments standing over X. Where a
+chart prints no value, "the value label of [S for] X" says so and gives the bar's ends or the line's point instead,
+the pixel a line tool reads the value at. "The chart title" is the whole title, its lines joined, when it is set
+over several lines.
 """
 
 from __future__ import annotations
@@ -1150,7 +1152,8 @@ class Point(Tool):
     description = (
         "Find the pixel point (x, y) of a described element: a tick label, axis title, legend entry, value label, "
         "the chart title, 'the bar for X' (the centre of that bar and its ends), 'the value label of X' (the text "
-        "printed at that bar's end or at a line's point over X, quoted), 'the bar of S for X' / 'the value label of "
+        "printed at that bar's end or at a line's point over X, quoted; where none is printed, says so and gives the "
+        "bar's ends or the point), 'the bar of S for X' / 'the value label of "
         "S for X' (series S's bar over category X, grouped or stacked, or its line's point), 'the top of the stack "
         "for X' or 'the point of S at X' (where the line of series S passes over category X). "
         "Several equally good matches are all listed."
@@ -1333,7 +1336,8 @@ class Point(Tool):
                          labels: list[Match], color: tuple[int, int, int], entry: TextLine | None, value: bool,
                          no_bar: NoBarError) -> ToolResult:
         """A bar was asked for at ``labels`` and none stands there: where a line of ``color`` passes over them, "the
-        value label of [S for] X" is the value printed at its point (read again on its own, :meth:`_reread`);
+        value label of [S for] X" is the value printed at its point (read again on its own, :meth:`_reread`), or
+        where none is printed the point itself, said so ("no value printed at the point ..., at y=140");
         "the bar [of S] for X" stays an error, which says where the point is and how to ask for it. No point
         there either: ``no_bar``, the bar search's error. ``raw``: the image's ink (:func:`_ink`)."""
         line_height = _line_height(lines)
@@ -1355,11 +1359,15 @@ class Point(Tool):
                 texts.append(self._reread(image, text, (x - 1, y - 1, x + 1, y + 1), False, lines, line_height))
                 cats.append(m.line.text)
                 marks.append([x, y])
-        if not points:
-            (m, (x, y)) = found[0]
-            raise ToolError(f"found the point of the line{name} at {json.dumps(m.line.text, ensure_ascii=False)} at "
-                            f"({x}, {y}) but no value printed at it (the chart may not print values: read them off "
-                            "the axis, with a line through the point)", argument="description")
+        if not points:  # no value printed: the points, to read the value off the axis with a line through them
+            parts = [f"({x}, {y}) — no value printed at the point of the line{name} at "
+                     f"{json.dumps(m.line.text, ensure_ascii=False)}, at y={y}" for m, (x, y) in found]
+            head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
+            return ToolResult(text=head + "; ".join(parts),
+                              data={"points": [[x, y] for _, (x, y) in found],
+                                    "labels": [m.line.text for m, _ in found],
+                                    "series": entry.text if entry else None, "color": "#%02x%02x%02x" % color,
+                                    "kind": "no_value"})
         parts = [f"({x}, {y}) — {json.dumps(t, ensure_ascii=False)}, the value label of the point{name} at "
                  f"{json.dumps(c, ensure_ascii=False)}" for (x, y), t, c in zip(points, texts, cats)]
         head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
@@ -1372,7 +1380,8 @@ class Point(Tool):
                            description: str) -> ToolResult:
         """The bar of series ``query.series`` over category ``query.bar_at`` (grouped or stacked bars): its colour
         from the series' legend entry, then the block of that colour at the category's tick (:func:`find_series_bar`);
-        with ``query.value`` the text printed at it, read again on its own (:meth:`_reread`)."""
+        with ``query.value`` the text printed at it, read again on its own (:meth:`_reread`), or where none is
+        printed the bar and its ends, said so ("no value printed at the bar of ..., top at y=80, ...")."""
         entry = _series_entry(lines, query.series, description)
         labels = _category_labels(lines, query.bar_at, description, entry)
         arr = as_rgb_array(image)
@@ -1406,10 +1415,16 @@ class Point(Tool):
                     texts.append(self._reread(image, text, box, vertical, lines, line_height))
                     bar_boxes.append(list(box))
                     cats.append(m.line.text)
-            if not points:
-                raise ToolError(f"found the bar of {name} for {json.dumps(found[0][0].line.text, ensure_ascii=False)}"
-                                f" at {list(found[0][2])} but no text printed at it (the chart may not print values: "
-                                "read them off the axis)", argument="description")
+            if not points:  # no value printed: the bars and their ends, to read the value off the axis
+                parts = [f"({x}, {y}) — no value printed at the bar of {name} for "
+                         f"{json.dumps(m.line.text, ensure_ascii=False)}, {bar_ends(box, vertical)}, box {list(box)}"
+                         for (x, y), (m, _, box, vertical) in zip((_center(b) for _, _, b, _ in found), found)]
+                head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
+                return ToolResult(text=head + "; ".join(parts),
+                                  data={"points": [list(_center(b)) for _, _, b, _ in found],
+                                        "boxes": [list(b) for _, _, b, _ in found],
+                                        "labels": [m.line.text for m, _, _, _ in found], "series": entry.text,
+                                        "color": hexa, "kind": "no_value"})
             parts = [f"({x}, {y}) — {json.dumps(t, ensure_ascii=False)}, the value label of the bar of {name} for "
                      f"{json.dumps(c, ensure_ascii=False)}" for (x, y), t, c in zip(points, texts, cats)]
             data = {"points": points, "matched": texts, "labels": cats, "bar_boxes": bar_boxes, "series": entry.text,
@@ -1478,7 +1493,9 @@ class Point(Tool):
 
     @staticmethod
     def _value_result(lines: list[TextLine], found_bars: list, line_height: float) -> ToolResult:
-        """The text printed at the end of each found bar: ``(x, y) — "12.5", the value label of the bar for "X"``."""
+        """The text printed at the end of each found bar: ``(x, y) — "12.5", the value label of the bar for "X"``;
+        where no bar has one, the bars and their ends: ``(x, y) — no value printed at the bar for "X", top at y=80,
+        bottom at y=400, box [...]``."""
         points, boxes, texts, labels, bar_boxes = [], [], [], [], []
         for m, region, vertical in found_bars:
             text = text_at_bar_end(region.box, m.box, lines, line_height, vertical)
@@ -1489,11 +1506,15 @@ class Point(Tool):
             texts.append(text.text)
             labels.append(m.line.text)
             bar_boxes.append(list(region.box))
-        if not points:
-            where = ", ".join(f"{json.dumps(m.line.text, ensure_ascii=False)} at {list(r.box)}"
-                              for m, r, _ in found_bars)
-            raise ToolError(f"found the bar for {where} but no text printed at its ends (the chart may not print "
-                            "values: read them off the axis)", argument="description")
+        if not points:  # no value printed: the bars and their ends, to read the value off the axis
+            parts = [f"({x}, {y}) — no value printed at the bar for {json.dumps(m.line.text, ensure_ascii=False)}, "
+                     f"{bar_ends(r.box, vertical)}, box {list(r.box)}"
+                     for (x, y), (m, r, vertical) in zip((r.center for _, r, _ in found_bars), found_bars)]
+            head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
+            return ToolResult(text=head + "; ".join(parts),
+                              data={"points": [list(r.center) for _, r, _ in found_bars],
+                                    "boxes": [list(r.box) for _, r, _ in found_bars],
+                                    "labels": [m.line.text for m, _, _ in found_bars], "kind": "no_value"})
         parts = [
             f"({x}, {y}) — {json.dumps(t, ensure_ascii=False)}, the value label of the bar for "
             f"{json.dumps(lab, ensure_ascii=False)}"
