@@ -54,8 +54,8 @@ _POINT = re.compile(r"\((-?\d+), (-?\d+)\) — ")
 _READS = re.compile(r"axis reads (-?[0-9.]+) at")
 _RESULT = re.compile(r"The result is (img_\d+)\.")
 _CALCULATED = re.compile(r" = (\S+)$")
-#: The side Point names for each index of a bar's box ``[x0, y0, x1, y1]`` (``top at y=80``).
-_BAR_ENDS = {0: "left", 1: "top", 2: "right", 3: "bottom"}
+#: How Point names the bar's end at each index of its box ``[x0, y0, x1, y1]`` (``top at y=80`` for index 1).
+_BAR_ENDS = {0: ("left", "x"), 1: ("top", "y"), 2: ("right", "x"), 3: ("bottom", "y")}
 #: How each arithmetic op is written for Calculate, from the numbers read (in plan order).
 CALCULATIONS = {
     "absdiff": lambda xs: f"abs({xs[0]} - {xs[1]})",
@@ -184,8 +184,8 @@ def value_end(observation: str, axis: str, end: int | None) -> int:
     if end is None:
         x, y = pointed(observation)
         return x if axis == "x" else y
-    side = _BAR_ENDS[end]
-    found = re.search(rf"\b{side} at {'x' if end in (0, 2) else 'y'}=(-?\d+)", observation)
+    side, pixel = _BAR_ENDS[end]
+    found = re.search(rf"\b{side} at {pixel}=(-?\d+)", observation)
     if found is None:
         raise ReadingError(f"Point named no {side} end of a bar")
     return int(found.group(1))

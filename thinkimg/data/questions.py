@@ -178,6 +178,11 @@ def _series_value_label(series: str, category: str) -> str:
     return f"the value label of {series} for {category}"
 
 
+def _value_label_of(category: str, series: str | None) -> str:
+    """Point's description of the value printed at (category, series): the series' one, or the only mark's."""
+    return _series_value_label(series, category) if series is not None else _value_label(category)
+
+
 def _bar_line(chart: RenderedChart, key: str, category: str, series: str | None = None,
               value_label: bool = False) -> dict[str, Any]:
     """Point at the bar of ``category`` (of ``series`` on a grouped chart: its ``description``), then a line at its
@@ -192,7 +197,7 @@ def _bar_line(chart: RenderedChart, key: str, category: str, series: str | None 
     if series is not None:
         line.update(series=series, description=_series_bar(series, category))
     if value_label:
-        line["description"] = _series_value_label(series, category) if series is not None else _value_label(category)
+        line["description"] = _value_label_of(category, series)
     return line
 
 
@@ -206,9 +211,7 @@ def _point_line(chart: RenderedChart, key: str, category: str, series: str | Non
                 value_label: bool = False) -> dict[str, Any]:
     """Point at the line's point over ``category``, then a line through it (its pixel on the value axis). With
     ``value_label`` Point is asked for the point's value label, which on a chart that prints none gives the point."""
-    description = _point_of(category, series)
-    if value_label:
-        description = _series_value_label(series, category) if series is not None else _value_label(category)
+    description = _value_label_of(category, series) if value_label else _point_of(category, series)
     return {"key": key, "category": category, "series": series, "description": description,
             "axis": _value_axis(chart)}
 

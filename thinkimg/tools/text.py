@@ -1142,6 +1142,12 @@ def bar_ends(box: Box, vertical: bool) -> str:
     return f"top at y={y0}, bottom at y={y1}" if vertical else f"left at x={x0}, right at x={x1}"
 
 
+def _reply(parts: list[str]) -> str:
+    """Point's reply: ``Point: (x, y) — ...`` for one match, ``Point: N matches: ...; ...`` for several."""
+    head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
+    return head + "; ".join(parts)
+
+
 def _center(box: Box) -> tuple[int, int]:
     return (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
 
@@ -1212,9 +1218,8 @@ class Point(Tool):
     def _text_result(matches: list[Match]) -> ToolResult:
         points = [list(_center(m.box)) for m in matches]
         parts = [f"({x}, {y}) — {json.dumps(m.line.text, ensure_ascii=False)}" for (x, y), m in zip(points, matches)]
-        head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
         return ToolResult(
-            text=head + "; ".join(parts),
+            text=_reply(parts),
             data={
                 "points": points,
                 "boxes": [list(m.box) for m in matches],
@@ -1250,9 +1255,8 @@ class Point(Tool):
             f"({x}, {y}) — bar for {json.dumps(t, ensure_ascii=False)}, {bar_ends(b, v)}, box {b}"
             for (x, y), t, b, (_, _, v) in zip(points, labels, boxes, found_bars)
         ]
-        head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
         return ToolResult(
-            text=head + "; ".join(parts),
+            text=_reply(parts),
             data={"points": points, "boxes": boxes, "matched": labels,
                   "label_boxes": [list(m.box) for m, _, _ in found_bars], "kind": "bar"},
         )
@@ -1286,9 +1290,8 @@ class Point(Tool):
         series = f" for {json.dumps(entry.text, ensure_ascii=False)}" if entry else ""
         parts = [f"({x}, {y}) — the point of the line{series} at {json.dumps(m.line.text, ensure_ascii=False)}, "
                  f"at y={y}" for m, (x, y) in found]
-        head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
         return ToolResult(
-            text=head + "; ".join(parts),
+            text=_reply(parts),
             data={"points": [list(p) for _, p in found], "matched": [m.line.text for m, _ in found],
                   "series": entry.text if entry else None, "color": hexa, "kind": "line_point"},
         )
@@ -1362,16 +1365,14 @@ class Point(Tool):
         if not points:  # no value printed: the points, to read the value off the axis with a line through them
             parts = [f"({x}, {y}) — no value printed at the point of the line{name} at "
                      f"{json.dumps(m.line.text, ensure_ascii=False)}, at y={y}" for m, (x, y) in found]
-            head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
-            return ToolResult(text=head + "; ".join(parts),
+            return ToolResult(text=_reply(parts),
                               data={"points": [[x, y] for _, (x, y) in found],
                                     "labels": [m.line.text for m, _ in found],
                                     "series": entry.text if entry else None, "color": "#%02x%02x%02x" % color,
                                     "kind": "no_value"})
         parts = [f"({x}, {y}) — {json.dumps(t, ensure_ascii=False)}, the value label of the point{name} at "
                  f"{json.dumps(c, ensure_ascii=False)}" for (x, y), t, c in zip(points, texts, cats)]
-        head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
-        return ToolResult(text=head + "; ".join(parts),
+        return ToolResult(text=_reply(parts),
                           data={"points": points, "matched": texts, "labels": cats, "line_points": marks,
                                 "series": entry.text if entry else None, "color": "#%02x%02x%02x" % color,
                                 "kind": "line_value"})
@@ -1418,9 +1419,8 @@ class Point(Tool):
             if not points:  # no value printed: the bars and their ends, to read the value off the axis
                 parts = [f"({x}, {y}) — no value printed at the bar of {name} for "
                          f"{json.dumps(m.line.text, ensure_ascii=False)}, {bar_ends(box, vertical)}, box {list(box)}"
-                         for (x, y), (m, _, box, vertical) in zip((_center(b) for _, _, b, _ in found), found)]
-                head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
-                return ToolResult(text=head + "; ".join(parts),
+                         for m, _, box, vertical in found for x, y in [_center(box)]]
+                return ToolResult(text=_reply(parts),
                                   data={"points": [list(_center(b)) for _, _, b, _ in found],
                                         "boxes": [list(b) for _, _, b, _ in found],
                                         "labels": [m.line.text for m, _, _, _ in found], "series": entry.text,
@@ -1437,8 +1437,7 @@ class Point(Tool):
             data = {"points": points, "boxes": [list(box) for _, _, box, _ in found],
                     "matched": [m.line.text for m, _, _, _ in found], "series": entry.text, "color": hexa,
                     "kind": "series_bar"}
-        head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
-        return ToolResult(text=head + "; ".join(parts), data=data)
+        return ToolResult(text=_reply(parts), data=data)
 
     @staticmethod
     def _stack_result(image: Image.Image, lines: list[TextLine], query: Query, description: str) -> ToolResult:
@@ -1463,8 +1462,7 @@ class Point(Tool):
         points = [[(box[0] + box[2]) // 2, box[1]] for _, box in found]
         parts = [f"({x}, {y}) — the top of the stack for {json.dumps(m.line.text, ensure_ascii=False)}, top at "
                  f"y={y}, box {list(box)}" for (x, y), (m, box) in zip(points, found)]
-        head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
-        return ToolResult(text=head + "; ".join(parts),
+        return ToolResult(text=_reply(parts),
                           data={"points": points, "boxes": [list(box) for _, box in found],
                                 "matched": [m.line.text for m, _ in found], "kind": "stack_top"})
 
@@ -1509,9 +1507,8 @@ class Point(Tool):
         if not points:  # no value printed: the bars and their ends, to read the value off the axis
             parts = [f"({x}, {y}) — no value printed at the bar for {json.dumps(m.line.text, ensure_ascii=False)}, "
                      f"{bar_ends(r.box, vertical)}, box {list(r.box)}"
-                     for (x, y), (m, r, vertical) in zip((r.center for _, r, _ in found_bars), found_bars)]
-            head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
-            return ToolResult(text=head + "; ".join(parts),
+                     for m, r, vertical in found_bars for x, y in [r.center]]
+            return ToolResult(text=_reply(parts),
                               data={"points": [list(r.center) for _, r, _ in found_bars],
                                     "boxes": [list(r.box) for _, r, _ in found_bars],
                                     "labels": [m.line.text for m, _, _ in found_bars], "kind": "no_value"})
@@ -1520,9 +1517,8 @@ class Point(Tool):
             f"{json.dumps(lab, ensure_ascii=False)}"
             for (x, y), t, lab in zip(points, texts, labels)
         ]
-        head = "Point: " if len(parts) == 1 else f"Point: {len(parts)} matches: "
         return ToolResult(
-            text=head + "; ".join(parts),
+            text=_reply(parts),
             data={"points": points, "boxes": boxes, "matched": texts, "labels": labels, "bar_boxes": bar_boxes,
                   "kind": "value"},
         )
