@@ -150,6 +150,19 @@ def test_rewards_split_the_group_and_the_step_updates_the_weights(scripted_run):
     assert changed, "the GRPO step left every weight unchanged"
 
 
+@pytest.mark.parametrize(("scale", "advantage"), [("none", 0.5), ("group", 0.5 / 0.57735)])
+def test_scale_rewards_none_keeps_the_reward_differences_unscaled(scale, advantage, tiny, rl_dataset, tool_server,
+                                                                  tmp_path):
+    """Half the group right (reward 1.3 against 0.3): unscaled, advantages are the rewards less the group mean
+    (+-0.5); scaled by the group's standard deviation (0.577), +-0.87."""
+    params = _params(tiny, rl_dataset, tmp_path / "out", scale_rewards=scale)
+    trainer, _ = build_trainer(params, trainer_cls=ScriptedGRPOTrainer, client=HTTPToolClient(tool_server.url),
+                               mlflow_run=False)
+    trainer.train()
+    (output,) = trainer.captured
+    assert sorted(output["advantages"].tolist()) == pytest.approx([-advantage] * 2 + [advantage] * 2, abs=1e-3)
+
+
 class AnswerOnlyGRPOTrainer(ScriptedGRPOTrainer):
     """Scripted turns that answer at once: no tool image in the batch."""
 

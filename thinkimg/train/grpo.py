@@ -48,6 +48,12 @@ class GRPOParams(TrainParams):
     temperature: float = Field(1.0, gt=0, le=10)
     #: KL coefficient against the starting model (0: no reference model kept).
     beta: float = Field(0.0, ge=0)
+    #: How a group's rewards become advantages: divided by the group's standard deviation (``group``, TRL's default),
+    #: the batch's (``batch``) or not at all (``none``, Dr. GRPO): unscaled, a group whose rollouts differ only in the
+    #: small format / tool-use rewards moves the policy little, where ``group`` scales those differences to +-1.
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    #: TRL's loss aggregation over tokens (``dapo``: TRL's default; ``dr_grpo``, ``grpo``, ``bnpo``).
+    loss_type: Literal["dapo", "dr_grpo", "grpo", "bnpo"] = "dapo"
     #: Reward weights by name: correctness (eval metric), format, tool_use (see thinkimg.train.rewards).
     rewards: dict[str, float] = Field(default_factory=lambda: {"correctness": 1.0, "format": 0.2, "tool_use": 0.1})
     metric: Literal["relaxed_accuracy", "exact_match"] = "relaxed_accuracy"
@@ -146,6 +152,8 @@ def grpo_config(params: GRPOParams, processor: Any, *, report_to: list[str], rew
         max_tool_calling_iterations=params.max_tool_calls,
         temperature=params.temperature,
         beta=params.beta,
+        scale_rewards=params.scale_rewards,
+        loss_type=params.loss_type,
         reward_weights=reward_weights,
         generation_kwargs=None if vllm else {"bad_words_ids": banned},
         use_vllm=vllm,
