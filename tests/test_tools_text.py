@@ -511,6 +511,25 @@ def test_point_of_a_series_at_a_category_lands_on_its_marker(client, series, cat
     assert result.text == f'Point: ({x}, {y}) — the point of the line for "{series}" at "{category}", at y={y}'
 
 
+def test_point_of_a_series_whose_legend_handle_ocr_reads_as_text(client):
+    """The default style's handle (a line through a round marker) beside a legend entry set outside the plot is read
+    by OCR as text ("IT"): it is still the handle whose colour names the series (Germany's points were not found)."""
+    from thinkimg.data.render import ChartStyle, render_chart
+    from thinkimg.data.tables import Table
+
+    years = ["2016", "2017", "2018", "2019", "2020"]
+    two = Table("Net migration", years, {"Germany": [830.0, 760.0, 805.0, 815.0, 798.0],
+                                         "United Kingdom": [265.0, 292.0, 348.0, 352.0, 505.0]},
+                unit="thousand people", category_name="Year", ordered=True)
+    chart = render_chart(two, ChartStyle(kind="line", value_labels=False, legend_loc="outside right"))
+    for series in two.series_names:
+        for year in years:
+            result = client.call("Point", chart.image, {"description": f"the point of {series} at {year}"})
+            (x, y), = result.data["points"]
+            ax, ay = _anchor(chart, year, series)
+            assert abs(x - ax) <= 3 and abs(y - ay) <= 3, (result.text, (ax, ay))
+
+
 @pytest.mark.parametrize("chart_name", ["one", "slanted"])
 def test_point_at_a_category_of_the_only_line(client, chart_name):
     """Without a series, the line drawn with the most ink; slanted tick labels stand right of their tick."""

@@ -769,8 +769,9 @@ def series_color(arr: np.ndarray, ink: np.ndarray, bg: tuple[int, int, int], ent
     # background (the commonest pixel may be a mid grey as light as a grey line's handle).
     core = tail[far >= far.max() - 16] if len(tail) else tail
     text_color = np.median(core, axis=0).astype(np.int16) if len(core) else None
-    ink = _off_boxes(ink, [b for b in text_boxes if b != entry.box])
     reach = int(4 * line_height)
+    ink = _off_boxes(ink, [b for b in text_boxes if b != entry.box
+                           and not _handle_read_as_text(arr, ink, b, entry.box, reach, line_height)])
     for c0, c1 in ((x0 - reach, min(x1, x0 + int(1.5 * line_height))), (x1 + 1, x1 + reach)):
         cols = slice(max(0, c0), min(w, c1))
         mask = ink[rows, cols]
@@ -797,6 +798,24 @@ def series_color(arr: np.ndarray, ink: np.ndarray, bg: tuple[int, int, int], ent
     if text_color is not None and int(text_color.max() - text_color.min()) > 60:  # coloured text, not black or grey
         return tuple(int(c) for c in text_color)
     return None
+
+
+def _handle_read_as_text(arr: np.ndarray, ink: np.ndarray, box: Box, entry: Box, reach: int,
+                         line_height: float) -> bool:
+    """Whether OCR's text ``box`` is the legend handle of ``entry`` read as text (a line with a marker comes out as
+    "IT" or "-o-"): it stands in the entry's row, ends within a line height of the entry's first letter on its left,
+    and most of its ink is coloured, where text is black or grey."""
+    x0, y0, x1, y1 = box
+    overlap = min(y1, entry[3]) - max(y0, entry[1])
+    if overlap < (entry[3] - entry[1]) / 2 or x0 < entry[0] - reach or not entry[0] - line_height <= x1 <= entry[2]:
+        return False
+    if x0 >= entry[0]:
+        return False
+    pixels = arr[y0:y1, x0:min(x1, entry[0])][ink[y0:y1, x0:min(x1, entry[0])]]
+    if len(pixels) < 6:
+        return False
+    spread = pixels.max(axis=1).astype(np.int16) - pixels.min(axis=1)
+    return bool((spread > 60).mean() >= 0.5)
 
 
 def tick_x(ink: np.ndarray, raw: np.ndarray, label: Box, line_height: float, rotated: bool) -> int:
