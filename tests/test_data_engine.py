@@ -302,8 +302,8 @@ def test_line_chart_plans_point_at_printed_values_and_the_expert_answers():
     charts = {"one": render_chart(one, ChartStyle(kind="line", value_labels=True)),
               "two": render_chart(two, ChartStyle(kind="line", value_labels=True, legend_loc="outside right")),
               "two plain": render_chart(two, ChartStyle(kind="line", value_labels=False, legend_loc="upper left"))}
-    expected = {("one", "value_lookup"): "the value label of ", ("one", "comparison"): "the value label of ",
-                ("one", "difference"): "the value label of ", ("one", "trend"): "the value label of ",
+    expected = {("one", "value_lookup"): "the value label of ", ("one", "comparison"): "the value labels of ",
+                ("one", "difference"): "the value labels of ", ("one", "trend"): "the value label of ",
                 ("two", "series_value"): "the value label of ", ("two", "series_compare"): "the value label of ",
                 ("two", "trend"): "the value label of ",
                 # no value printed: the same questions, answered with the point, a line through it reads the axis
@@ -371,6 +371,44 @@ def test_expert_computes_with_calculate_from_the_numbers_read_and_answers_its_re
         answer_from(plan, [a, b, "Error: Calculate: division by zero"])
     with pytest.raises(ValueError, match="no calculation"):
         planned_calls({"points": {"bar": "the highest bar"}, "op": {"name": "pick", "key": "bar"}, "calculate": True})
+
+
+def test_expert_reads_several_values_from_one_point_reply():
+    """'The value labels of "A" and "B"': both numbers in one reply, read by the keys in the order asked (every
+    bar's, by the labels the reply names, for "the value labels")."""
+    reply = 'Point: 2 value labels: "7.5" for "May \\"24"; "1,200" for "June"'
+    plan = {"values": {"keys": ['May "24', "June"], "description": 'the value labels of "May \\"24" and "June"'},
+            "op": {"name": "absdiff", "keys": ['May "24', "June"]}, "calculate": True}
+    assert planned_calls(plan) == ["Point", "Calculate"]
+    assert next_call(plan, []) == ("Point", {"image": "img_0", "description": plan["values"]["description"]})
+    assert next_call(plan, [reply]) == ("Calculate", {"expression": "abs(7.5 - 1200)"})
+    assert answer_from({"values": plan["values"], "op": {"name": "argmax"}}, [reply]) == "June"
+    every = {"values": {"keys": None, "description": "the value labels"}, "op": {"name": "mean"}, "calculate": True}
+    assert next_call(every, ['Point: 3 value labels: "4" for "A"; "-2" for "B"; "10.5" for "C"']) == \
+        ("Calculate", {"expression": "(4 + -2 + 10.5) / 3"})
+    with pytest.raises(ReadingError):  # one value where two were asked for
+        next_call(plan, ['Point: (1, 2) — "7.5", the value label of the bar for "May"'])
+    with pytest.raises(ReadingError):  # no value printed: nothing to compute with
+        next_call(every, ['Point: 2 value labels: (5, 6) — no value printed at the bar for "A", top at y=4, '
+                          'bottom at y=9, box [1, 4, 9, 9]; "3" for "B"'])
+
+
+def test_difference_comparison_and_bar_totals_ask_point_for_their_values_in_one_call():
+    """The numbers a difference, a comparison or a total needs stand side by side in one reply (they were read
+    over two or more turns, or out of OCR's whole dump, and copied from there)."""
+    from thinkimg.data.questions import QUESTION_TYPES
+    from thinkimg.data.render import ChartStyle, render_chart
+
+    table = Table("Household water use", ["Spain", "Italy", "Peru", "Chile"], {"Use": [252.0, 430.0, 175.0, 88.0]},
+                  unit="litres", category_name="Country")
+    charts = {kind: render_chart(table, ChartStyle(kind=kind, value_labels=True)) for kind in ("bar", "hbar")}
+    for name, chart in charts.items():
+        for qtype in ("difference", "comparison", "sum_average"):
+            for i in range(2):
+                question = QUESTION_TYPES[qtype].make(chart, random.Random(f"values/{qtype}/{i}"))
+                assert question is not None and planned_calls(question.plan)[0] == "Point", question
+                assert planned_calls(question.plan).count("Point") == 1 and "OCR" not in question.tools
+                _assert_expert_answers_pointing_at(chart, question, "the value labels")
 
 
 # ------------------------------------------------------------------------------------------ the dataset

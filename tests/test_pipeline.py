@@ -181,6 +181,21 @@ def test_evaluate_stage_names_a_missing_model(tmp_path, monkeypatch):
         evaluate_stage(tmp_path / "params.yaml", mlflow=False)
 
 
+def test_evaluate_stage_refuses_a_model_trained_with_other_tool_schemas(tmp_path, monkeypatch):
+    from thinkimg.agent.tool_record import RECORD, current_schemas
+
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "sft"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    older = [s for s in current_schemas() if s["function"]["name"] != "Calculate"]
+    (model / RECORD).write_text(json.dumps(older))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"eval": {"models": {"sft": "sft"}, "candidate": "sft"}}))
+    with pytest.raises(PipelineError, match=r"eval\.models\.sft: sft: the model was trained with other tool schemas"
+                                            r".*Calculate added"):
+        evaluate_stage(tmp_path / "params.yaml", mlflow=False)
+
+
 def test_eval_params_errors_name_the_field(tmp_path):
     from thinkimg.config import ConfigError, load_yaml
 

@@ -511,6 +511,25 @@ def test_point_of_a_series_at_a_category_lands_on_its_marker(client, series, cat
     assert result.text == f'Point: ({x}, {y}) — the point of the line for "{series}" at "{category}", at y={y}'
 
 
+def test_point_of_a_series_whose_legend_handle_ocr_reads_as_text(client):
+    """The default style's handle (a line through a round marker) beside a legend entry set outside the plot is read
+    by OCR as text ("IT"): it is still the handle whose colour names the series (Germany's points were not found)."""
+    from thinkimg.data.render import ChartStyle, render_chart
+    from thinkimg.data.tables import Table
+
+    years = ["2016", "2017", "2018", "2019", "2020"]
+    two = Table("Net migration", years, {"Germany": [830.0, 760.0, 805.0, 815.0, 798.0],
+                                         "United Kingdom": [265.0, 292.0, 348.0, 352.0, 505.0]},
+                unit="thousand people", category_name="Year", ordered=True)
+    chart = render_chart(two, ChartStyle(kind="line", value_labels=False, legend_loc="outside right"))
+    for series in two.series_names:
+        for year in years:
+            result = client.call("Point", chart.image, {"description": f"the point of {series} at {year}"})
+            (x, y), = result.data["points"]
+            ax, ay = _anchor(chart, year, series)
+            assert abs(x - ax) <= 3 and abs(y - ay) <= 3, (result.text, (ax, ay))
+
+
 @pytest.mark.parametrize("chart_name", ["one", "slanted"])
 def test_point_at_a_category_of_the_only_line(client, chart_name):
     """Without a series, the line drawn with the most ink; slanted tick labels stand right of their tick."""
@@ -780,3 +799,51 @@ def test_a_value_label_that_reads_like_a_series_bar_is_still_one_labels_value(cl
     chart = render_chart(table, ChartStyle(kind="bar", value_labels=True))
     result = client.call("Point", chart.image, {"description": "the value label of Men at 65"})
     assert result.data["matched"] == ["18.1"], result.text
+
+
+# ------------------------------------------------------------------------------------ several values in one reply
+
+
+@pytest.mark.parametrize("chart_name, values", [
+    ("vertical", {"Apples": "41", "Bananas": "27.5", "Cherries": "58", "Dates": "63"}),
+    ("horizontal", {"Norway": "12.5", "Sweden": "8", "Denmark": "15", "Finland": "4.2", "Iceland": "9"})])
+def test_point_value_labels_lists_every_bars_value_in_order(client, chart_name, values):
+    """"The value labels": each bar's printed value, left to right (top to bottom), in one reply."""
+    result = client.call("Point", CHARTS[chart_name].image, {"description": "the value labels"})
+    assert result.data["kind"] == "values", result.text
+    assert dict(zip(result.data["labels"], result.data["matched"])) == values, result.text
+    along = [p[0] if chart_name == "vertical" else p[1] for p in result.data["points"]]
+    assert along == sorted(along)
+    listed = "; ".join(f'"{v}" for "{c}"' for c, v in zip(result.data["labels"], result.data["matched"]))
+    assert result.text == f"Point: {len(values)} value labels: {listed}"
+
+
+@pytest.mark.parametrize("description", ['the value labels of "Cherries" and "Apples"',
+                                         "the value labels of Cherries and Apples",
+                                         "value labels for Cherries, Apples"])
+def test_point_value_labels_of_named_categories_in_the_order_asked(client, description):
+    result = client.call("Point", CHARTS["vertical"].image, {"description": description})
+    assert result.text == 'Point: 2 value labels: "58" for "Cherries"; "41" for "Apples"'
+
+
+def test_point_value_labels_on_a_line_chart_and_where_none_is_printed(client):
+    chart = LABELLED_LINE_CHARTS["one"]
+    result = client.call("Point", chart.image, {"description": 'the value labels of "2016", "2019" and "2021"'})
+    printed = [chart.find("value_label", category=c)[0].text for c in ("2016", "2019", "2021")]
+    assert result.data["matched"] == printed and result.data["labels"] == ["2016", "2019", "2021"], result.text
+    plain = LINE_CHARTS["one"]  # no value printed: each point, to read the axis at
+    result = client.call("Point", plain.image, {"description": "the value labels of 2016 and 2019"})
+    assert result.data["matched"] == [None, None]
+    assert result.text.count("no value printed at the point of the line at") == 2, result.text
+
+
+def test_point_value_labels_errors_name_the_value_that_failed(client):
+    with pytest.raises(ToolError) as err:
+        client.call("Point", CHARTS["vertical"].image, {"description": 'the value labels of "Apples" and "Kiwis"'})
+    assert err.value.message.startswith("Point: the value label of \"kiwis\": no text matches"), err.value.message
+    with pytest.raises(ToolError) as err:  # every bar's: a chart with bars only
+        client.call("Point", LINE_CHARTS["one"].image, {"description": "the value labels"})
+    assert "found 0 bar(s)" in err.value.message and "the value labels of A and B" in err.value.message
+    many = " and ".join(f'"{i}"' for i in range(13))
+    with pytest.raises(ToolError, match="asks for 13 values; at most 12"):
+        client.call("Point", CHARTS["vertical"].image, {"description": f"the value labels of {many}"})

@@ -17,6 +17,7 @@ import pytest
 import torch
 from trl import GRPOTrainer
 
+from thinkimg.agent.tool_record import current_schemas
 from thinkimg.config import ConfigError
 from thinkimg.data.dataset import QARecord, write_jsonl
 from thinkimg.data.render import render_bar_chart
@@ -214,6 +215,7 @@ def test_train_grpo_saves_resumes_and_logs_to_mlflow(tiny, rl_dataset, tool_serv
     assert first["global_step"] == 2 and first["tool_cache_misses"] == 2
     assert sorted(p.name for p in params.out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
     assert (params.out / "config.json").is_file() and (params.out / "chat_template.jinja").is_file()
+    assert json.loads((params.out / "tool_schemas.json").read_text()) == current_schemas()
     client = MlflowClient(tracking_uri=uri)
     run = client.get_run(first["mlflow_run_id"])
     assert run.data.params["grpo.num_generations"] == "4"

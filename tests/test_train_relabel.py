@@ -166,3 +166,22 @@ def test_series_bar_plans_relabel_the_series_and_category_their_descriptions_nam
                            "description": "the bar of Garden for 2021"}], "op": {"name": "lookup", "key": "2021"}}
     labels, _ = copied_strings(messages, {"plan": plan, "answer": "133"})
     assert labels == {"2021", "Garden"}
+
+
+def test_several_values_in_one_reply_relabel_the_names_asked_for_everywhere():
+    plan = {"values": {"keys": ["May", "June"], "description": 'the value labels of "May" and "June"'},
+            "op": {"name": "absdiff", "keys": ["May", "June"]}, "calculate": True}
+    messages = _conversation("What is the difference between the values of May and June?",
+                             [("Point", {"image": "img_0", "description": 'the value labels of "May" and "June"'}),
+                              ("Calculate", {"expression": "abs(7 - -2)"})],
+                             ['Point: 2 value labels: "7" for "May"; "-2" for "June"', "abs(7 - -2) = 9"], "9")
+    assert copied_strings(messages, {"plan": plan, "answer": "9"}) == ({"May", "June"}, set())
+    new = relabel(messages, {"plan": plan, "answer": "9"}, random.Random(5))
+    text = _text(new)
+    assert "May" not in text and "June" not in text
+    may, june = re.fullmatch(r"What is the difference between the values of (.+) and (.+)\?",
+                             new[0]["content"][1]["text"]).groups()
+    assert new[1]["tool_calls"][0]["function"]["arguments"]["description"] == \
+        f'the value labels of "{may}" and "{june}"'
+    assert new[2]["content"][0]["text"] == f'Point: 2 value labels: "7" for "{may}"; "-2" for "{june}"'
+    assert new[-1]["content"][0]["text"] == "<answer>9</answer>"

@@ -163,6 +163,7 @@ def evaluate_stage(params_file: str | Path, *, mlflow: bool = True) -> dict[str,
     and given ``pipeline.alias`` when its accuracy beats the current holder's. Results left by other weights are
     discarded (:func:`results_for_model`); a killed run of the same models resumes. Returns the metrics."""
     from thinkimg.agent.policies.hf import HFPolicy
+    from thinkimg.agent.tool_record import ToolBlockMismatch, check_tool_record
     from thinkimg.eval.evaluator import evaluate
     from thinkimg.eval.tasks import load_task
 
@@ -174,6 +175,10 @@ def evaluate_stage(params_file: str | Path, *, mlflow: bool = True) -> dict[str,
         if not (folder / "config.json").is_file():
             raise PipelineError(f"{params_file}: eval.models.{name}: {folder} holds no model (config.json); "
                                 "run its stage first")
+        try:
+            check_tool_record(folder)
+        except ToolBlockMismatch as exc:
+            raise PipelineError(f"{params_file}: eval.models.{name}: {exc}") from None
     rows = load_task("charts", path=cfg.dataset, split=cfg.split, n=cfg.n)
     if len(rows) == 0:
         raise PipelineError(f"{cfg.dataset}: the {cfg.split} split has no questions")
@@ -313,6 +318,7 @@ def reevaluate(params_file: str | Path, *, version: str | None = None) -> dict[s
     from mlflow import MlflowClient
 
     from thinkimg.agent.policies.hf import HFPolicy
+    from thinkimg.agent.tool_record import ToolBlockMismatch
     from thinkimg.eval.evaluator import evaluate
     from thinkimg.eval.tasks import load_task
 
@@ -334,7 +340,11 @@ def reevaluate(params_file: str | Path, *, version: str | None = None) -> dict[s
             local = nested[0]
     summaries = {}
     with connect(tools_config=cfg.tools_config) as client:
-        policy = HFPolicy(str(local), max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, device=cfg.device)
+        try:
+            policy = HFPolicy(str(local), max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
+                              device=cfg.device)
+        except ToolBlockMismatch as exc:
+            raise PipelineError(f"{pipe.registered_model} version {held.version}: {exc}") from None
         for spec in cfg.reevaluate:
             rows = load_task(spec.task, **spec.task_args)
             # one results file per day: a scheduled run starts afresh, a killed one resumes the same day

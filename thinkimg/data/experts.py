@@ -9,7 +9,9 @@ label) it answers from what it has, and the data engine drops the trajectory bec
 gold one.
 
 Plan keys, in the order their calls are made: ``view`` (``{"tool": "Crop", "box"}`` or ``{"tool":
-"ZoomInSubfigure", "description"}``: later calls look at the view, ``img_1``), ``points`` (key -> a Point
+"ZoomInSubfigure", "description"}``: later calls look at the view, ``img_1``), ``values`` (``{"keys",
+"description"}``: one Point call for several printed values, 'the value labels of "A" and "B"' or every bar's, "the
+value labels" with ``keys`` None; each key's reading is the number listed for it, in order), ``points`` (key -> a Point
 description: "the value label of X", "the highest bar", "the chart title"; the key's reading is the text Point
 quotes), ``bar_lines`` (``{"key", "category", "axis", "end"}``: Point "the bar for X" — or its ``description``,
 "the bar of S for X" for ``series`` S — then a line at the bar's end ``end`` (an index into the box Point gave)
@@ -54,6 +56,9 @@ _POINT = re.compile(r"\((-?\d+), (-?\d+)\) — ")
 _READS = re.compile(r"axis reads (-?[0-9.]+) at")
 _RESULT = re.compile(r"The result is (img_\d+)\.")
 _CALCULATED = re.compile(r" = (\S+)$")
+#: One entry of Point's "N value labels: ..." reply: the printed value and the label it stands for, JSON-quoted.
+_LISTED_HEAD = re.compile(r"Point: (\d+) value labels: ")
+_LISTED = re.compile(r'("(?:[^"\\]|\\.)*") for ("(?:[^"\\]|\\.)*")')
 #: How Point names the bar's end at each index of its box ``[x0, y0, x1, y1]`` (``top at y=80`` for index 1).
 _BAR_ENDS = {0: ("left", "x"), 1: ("top", "y"), 2: ("right", "x"), 3: ("bottom", "y")}
 #: How each arithmetic op is written for Calculate, from the numbers read (in plan order).
@@ -74,6 +79,8 @@ def _steps(plan: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     steps: list[tuple[str, dict[str, Any]]] = []
     if plan.get("view"):
         steps.append(("view", plan["view"]))
+    if plan.get("values"):
+        steps.append(("values", plan["values"]))
     for key, description in plan.get("points", {}).items():
         steps.append(("point", {"key": key, "description": description}))
     for key, height in plan.get("heights", {}).items():
@@ -98,7 +105,7 @@ def _steps(plan: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 def planned_calls(plan: dict[str, Any]) -> list[str]:
     """The names of the tools the plan calls, in order."""
-    names = {"point": "Point", "height": "Point", "ocr": "OCR", "calc": "Calculate"}
+    names = {"point": "Point", "values": "Point", "height": "Point", "ocr": "OCR", "calc": "Calculate"}
     out = []
     for kind, step in _steps(plan):
         if kind == "view":
@@ -122,7 +129,7 @@ def next_call(plan: dict[str, Any], observations: list[str]) -> tuple[str, dict[
         if step["tool"] == "Crop":
             return "Crop", {"image": "img_0", "box": step["box"]}
         return "ZoomInSubfigure", {"image": "img_0", "description": step["description"]}
-    if kind in ("point", "height"):
+    if kind in ("point", "values", "height"):
         return "Point", {"image": base, "description": step["description"]}
     if kind == "ocr":
         return "OCR", {"image": base}
@@ -178,6 +185,22 @@ def pointed(observation: str) -> tuple[int, int]:
     return int(found.group(1)), int(found.group(2))
 
 
+def listed_values(observation: str, keys: list[str] | None) -> dict[str, float]:
+    """The numbers of Point's "N value labels: "252" for "Spain"; ..." reply, by ``keys`` in the order asked (by the
+    labels it names when ``keys`` is None)."""
+    pairs = [(json.loads(value), json.loads(label)) for value, label in _LISTED.findall(observation)]
+    head = _LISTED_HEAD.match(observation)
+    if head is None or int(head.group(1)) != len(pairs) or (keys is not None and len(pairs) != len(keys)):
+        raise ReadingError(f"not {len(keys) if keys else 'several'} printed values: {observation[:120]!r}")
+    out: dict[str, float] = {}
+    for key, (value, label) in zip(keys or [label for _, label in pairs], pairs):
+        number = parse_number(value)
+        if number is None:
+            raise ReadingError(f"value label {value!r} of {label!r} is not a number")
+        out[key] = number
+    return out
+
+
 def value_end(observation: str, axis: str, end: int | None) -> int:
     """The pixel (on the ``axis`` "x" or "y") of a mark's value end in a Point observation: the point Point gave
     (``end`` None) or the bar's end Point names for index ``end`` of its box (``top at y=80`` for index 1)."""
@@ -224,6 +247,8 @@ def _readings(plan: dict[str, Any], observations: list[str]) -> tuple[dict[str, 
             number = parse_number(texts[step["key"]])
             if number is not None:
                 values[step["key"]] = number
+        elif kind == "values":
+            values.update(listed_values(text, step["keys"]))
         elif kind == "height":
             values[step["key"]] = height_reading(text, step["axis"], step["end"])
         elif kind in ("line", "bar_line", "point_line"):

@@ -18,6 +18,7 @@ computed with Calculate (plan key ``calculate``).
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Callable
@@ -166,6 +167,14 @@ def _bars(chart: RenderedChart) -> bool:
 
 def _value_label(category: str) -> str:
     return f"the value label of {category}"
+
+
+def _value_labels(categories: list[str] | None) -> dict[str, Any]:
+    """One Point call for several printed values: the categories' (in order), or every bar's (None)."""
+    if categories is None:
+        return {"keys": None, "description": "the value labels"}
+    names = [json.dumps(c, ensure_ascii=False) for c in categories]
+    return {"keys": list(categories), "description": f"the value labels of {', '.join(names[:-1])} and {names[-1]}"}
 
 
 def _series_bar(series: str, category: str) -> str:
@@ -318,7 +327,7 @@ def _comparison(chart: RenderedChart, rng: random.Random) -> Question | None:
     answer = (a if va > vb else b) if higher else (a if va < vb else b)
     op = {"name": "argmax" if higher else "argmin"}
     return Question("comparison", f"Which is {word}, {a} or {b}?", answer, ["Point"],
-                    {"points": {a: _value_label(a), b: _value_label(b)}, "op": op})
+                    {"values": _value_labels([a, b]), "op": op})
 
 
 @question_type("extremum", "the category with the highest or lowest value (Point on bars, else OCR)", _LABELLED_SINGLE)
@@ -350,22 +359,25 @@ def _difference(chart: RenderedChart, rng: random.Random) -> Question | None:
     text = f"What is the difference between the values of {a} and {b}?"
     op = {"name": "absdiff", "keys": [a, b]}
     return Question("difference", text, answer, ["Point", "Calculate"],
-                    {"points": {a: _value_label(a), b: _value_label(b)}, "op": op, "calculate": True})
+                    {"values": _value_labels([a, b]), "op": op, "calculate": True})
 
 
-@question_type("sum_average", "the total or the average of all values (OCR, then Calculate)", _LABELLED_SINGLE)
+@question_type("sum_average", "the total or the average of all values (Point's value labels on bars, else OCR; then "
+               "Calculate)", _LABELLED_SINGLE)
 def _sum_average(chart: RenderedChart, rng: random.Random) -> Question | None:
     table = _single(chart)
     boxes = _reads(chart, table)
     if boxes is None:
         return None
     values = table.series[table.series_names[0]]
-    if rng.random() < 0.5:
-        return Question("sum_average", "What is the sum of all the values shown?", format_number(sum(values)),
-                        ["OCR", "Calculate"], {"read": boxes, "op": {"name": "sum"}, "calculate": True})
-    return Question("sum_average", "What is the average of the values shown?",
-                    format_number(sum(values) / len(values)), ["OCR", "Calculate"],
-                    {"read": boxes, "op": {"name": "mean"}, "calculate": True})
+    total = rng.random() < 0.5
+    text = "What is the sum of all the values shown?" if total else "What is the average of the values shown?"
+    answer = format_number(sum(values) if total else sum(values) / len(values))
+    op = {"name": "sum" if total else "mean"}
+    if _bars(chart):  # every bar's value in one reply, in order: the numbers to add are side by side
+        return Question("sum_average", text, answer, ["Point", "Calculate"],
+                        {"values": _value_labels(None), "op": op, "calculate": True})
+    return Question("sum_average", text, answer, ["OCR", "Calculate"], {"read": boxes, "op": op, "calculate": True})
 
 
 @question_type("ranking", "the category ranked second or third highest (Point on bars, else OCR)", _LABELLED_SINGLE)

@@ -10,8 +10,9 @@ middle of that mark: where the line tools read the value off the axis. "The bar 
 bars) is the block of S's colour at X's tick, "the value label of S for X" the number printed at it (over its end,
 or inside a stacked segment), "the top of the stack for X" the top of all the segments standing over X. Where a
 chart prints no value, "the value label of [S for] X" says so and gives the bar's ends or the line's point instead,
-the pixel a line tool reads the value at. "The chart title" is the whole title, its lines joined, when it is set
-over several lines.
+the pixel a line tool reads the value at. "The value labels of "A" and "B"" lists those values in one reply
+(``Point: 2 value labels: "252" for "A"; "430" for "B"``), "the value labels" every bar's in order. "The chart
+title" is the whole title, its lines joined, when it is set over several lines.
 """
 
 from __future__ import annotations
@@ -266,6 +267,13 @@ _SERIES_BAR_PATTERNS = [
     re.compile(r"^(?:the |a )?()(?:bar|segment) (?:of|for) (?:the )?(.+?)(?: series)? (?:for|at|in) (.+)$"),
     re.compile(r"^(?:the |a )?()(.+?) (?:bar|segment) (?:for|at|in) (.+)$"),
 ]
+#: Several printed values in one reply: "the value labels of "A" and "B"", "the value labels of A, B and C"; every
+#: bar's: "the value labels", "all value labels", "every value label".
+_VALUES_PATTERN = re.compile(r"^(?:the )?(?:printed )?value labels (?:of|for) (?:the )?(?:bars? (?:for|of) )?(.+)$")
+_ALL_VALUES_PATTERN = re.compile(r"^(?:(?:the |all (?:the )?)(?:printed )?value labels(?: of (?:all|every) (?:the )?"
+                                 r"bars?)?|every (?:printed )?value label)$")
+#: How many values one "the value labels of ..." may ask for.
+MAX_VALUES = 12
 #: A printed value: "12", "-3.5", "1,204.0", "45%", "$12".
 _PRINTED_NUMBER = re.compile(r"^-?[$€£]?\d[\d,]*(?:\.\d+)?%?$")
 #: The top of a stacked bar: "the top of the stack for X".
@@ -294,12 +302,24 @@ class Query:
     bar_at: str | None = None
     #: The top of the stacked bar over this category.
     stack_at: str | None = None
+    #: Several value labels in one reply: the categories named (``values``), or every bar's (``all_values``).
+    values: list[str] | None = None
+    all_values: bool = False
 
 
 def parse_description(description: str) -> Query:
     """Split a description into the text to look for and the kind of element."""
     quoted = [normalize(q) for q in _QUOTED.findall(description) if normalize(q)]
     norm = normalize(description)
+    if _ALL_VALUES_PATTERN.match(norm):
+        return Query(targets=[], all_values=True)
+    several = _VALUES_PATTERN.match(norm) and _VALUES_PATTERN.match(" ".join(description.lower().split()))
+    if several:  # split the text as written: normalising drops the commas between the names
+        items = quoted or [strip_filler(normalize(t)) for t in re.split(r",\s*(?:and\s+)?|\s+and\s+",
+                                                                        several.group(1))]
+        items = [t for t in items if t]
+        if len(items) >= 2:
+            return Query(targets=[norm], values=items)
     ranked = _RANK_PATTERN.match(norm)
     if ranked and not quoted:
         top = ranked.group(2) in ("highest", "tallest", "longest", "largest", "biggest")
@@ -664,12 +684,15 @@ def text_at_bar_end(bar: Box, label: Box, lines: list[TextLine], line_height: fl
                     vertical: bool) -> TextLine | None:
     """The text printed at an end of ``bar`` (just beyond it, or inside near it), in line with the bar: for a
     vertical bar a text overlapping its columns, for a horizontal one its rows; the nearest within two line
-    heights of an end. ``label`` (the category's own text) is never the answer."""
+    heights of an end. ``label`` (the category's own text) is never the answer, nor a text without a digit (a
+    neighbour's slanted label, an axis title: printed values are numbers)."""
     a0, a1 = (0, 2) if vertical else (1, 3)   # the bar's cross axis
     e0, e1 = (1, 3) if vertical else (0, 2)   # its length axis
     best: tuple[float, TextLine] | None = None
     for line in lines:
         box = line.box
+        if not any(ch.isdigit() for ch in line.text):
+            continue
         if box == tuple(label) or overlap_1d(box[a0], box[a1], label[a0], label[a1]) > 0.5 and \
                 overlap_1d(box[e0], box[e1], label[e0], label[e1]) > 0.5:
             continue
@@ -769,8 +792,9 @@ def series_color(arr: np.ndarray, ink: np.ndarray, bg: tuple[int, int, int], ent
     # background (the commonest pixel may be a mid grey as light as a grey line's handle).
     core = tail[far >= far.max() - 16] if len(tail) else tail
     text_color = np.median(core, axis=0).astype(np.int16) if len(core) else None
-    ink = _off_boxes(ink, [b for b in text_boxes if b != entry.box])
     reach = int(4 * line_height)
+    ink = _off_boxes(ink, [b for b in text_boxes if b != entry.box
+                           and not _handle_read_as_text(arr, ink, b, entry.box, reach, line_height)])
     for c0, c1 in ((x0 - reach, min(x1, x0 + int(1.5 * line_height))), (x1 + 1, x1 + reach)):
         cols = slice(max(0, c0), min(w, c1))
         mask = ink[rows, cols]
@@ -797,6 +821,24 @@ def series_color(arr: np.ndarray, ink: np.ndarray, bg: tuple[int, int, int], ent
     if text_color is not None and int(text_color.max() - text_color.min()) > 60:  # coloured text, not black or grey
         return tuple(int(c) for c in text_color)
     return None
+
+
+def _handle_read_as_text(arr: np.ndarray, ink: np.ndarray, box: Box, entry: Box, reach: int,
+                         line_height: float) -> bool:
+    """Whether OCR's text ``box`` is the legend handle of ``entry`` read as text (a line with a marker comes out as
+    "IT" or "-o-"): it stands in the entry's row, ends within a line height of the entry's first letter on its left,
+    and most of its ink is coloured, where text is black or grey."""
+    x0, y0, x1, y1 = box
+    overlap = min(y1, entry[3]) - max(y0, entry[1])
+    if overlap < (entry[3] - entry[1]) / 2 or x0 < entry[0] - reach or not entry[0] - line_height <= x1 <= entry[2]:
+        return False
+    if x0 >= entry[0]:
+        return False
+    pixels = arr[y0:y1, x0:min(x1, entry[0])][ink[y0:y1, x0:min(x1, entry[0])]]
+    if len(pixels) < 6:
+        return False
+    spread = pixels.max(axis=1).astype(np.int16) - pixels.min(axis=1)
+    return bool((spread > 60).mean() >= 0.5)
 
 
 def tick_x(ink: np.ndarray, raw: np.ndarray, label: Box, line_height: float, rotated: bool) -> int:
@@ -1083,8 +1125,9 @@ class PointArgs(ToolArgs):
             "The element to locate, by its text or role: a tick label ('2021'), a legend entry, a value label, "
             "'the chart title', 'the y-axis title', 'the bar for X', 'the value label of X' (the value printed "
             "at the bar for X), 'the bar of S for X' or 'the value label of S for X' (series S's bar over category "
-            "X on a grouped or stacked bar chart), 'the top of the stack for X', or 'the point of S at X' (where "
-            "series S's line passes over category X; 'the point at X' on a chart of one line)."
+            "X on a grouped or stacked bar chart), 'the top of the stack for X', 'the point of S at X' (where "
+            "series S's line passes over category X; 'the point at X' on a chart of one line), or several values "
+            "at once: 'the value labels of \"A\" and \"B\"', 'the value labels' (every bar's)."
         ),
         max_length=MAX_DESCRIPTION,
     )
@@ -1161,7 +1204,8 @@ class Point(Tool):
         "printed at that bar's end or at a line's point over X, quoted; where none is printed, says so and gives the "
         "bar's ends or the point), 'the bar of S for X' / 'the value label of "
         "S for X' (series S's bar over category X, grouped or stacked, or its line's point), 'the top of the stack "
-        "for X' or 'the point of S at X' (where the line of series S passes over category X). "
+        "for X' or 'the point of S at X' (where the line of series S passes over category X). 'the value labels of "
+        "\"A\" and \"B\"' lists several printed values in one reply, 'the value labels' every bar's, in order. "
         "Several equally good matches are all listed."
     )
     Args = PointArgs
@@ -1172,6 +1216,8 @@ class Point(Tool):
             raise ToolError(f"no text found in {args.image}, so nothing matches {args.description!r}",
                             argument="description")
         query = parse_description(args.description)
+        if query.values is not None or query.all_values:
+            return self._values_result(image, lines, query, args)
         if query.rank:
             return self._ranked_result(image, lines, *query.rank, args.description)
         if query.role:
@@ -1213,6 +1259,50 @@ class Point(Tool):
                     raise
                 return self._at_line_instead(image, arr, raw, lines, matches, color, None, query.value, no_bar)
         return self._text_result(matches)
+
+    def _values_result(self, image: Image.Image, lines: list[TextLine], query: Query, args: PointArgs) -> ToolResult:
+        """Several value labels in one reply, each read as "the value label of X" reads it (at a bar's end or a line's
+        point; where none is printed, the bar's ends or the point): ``Point: 2 value labels: "252" for "Spain";
+        "430" for "Italy"``. Every bar's, left to right (top to bottom), for "the value labels"."""
+        if query.all_values:
+            bars = labelled_bars(as_rgb_array(image), lines)
+            if len(bars) < 2:
+                raise ToolError(f"found {len(bars)} bar(s) with a label in {args.image}; {args.description!r} lists "
+                                "the values printed at a bar chart's bars (on other charts ask for 'the value labels "
+                                "of A and B')", argument="description")
+            bars.sort(key=lambda b: b.region.box[0] if b.vertical else b.region.box[1])
+            items = [b.label.text for b in bars]
+        else:
+            items = query.values or []
+        if len(items) > MAX_VALUES:
+            raise ToolError(f"{args.description!r} asks for {len(items)} values; at most {MAX_VALUES} in one call",
+                            argument="description")
+        parts: list[str] = []
+        points: list[list[int]] = []
+        texts: list[str | None] = []
+        labels: list[str] = []
+        for item in items:
+            one = f"the value label of {json.dumps(item, ensure_ascii=False)}"
+            try:
+                result = self.run(image, PointArgs(image=args.image, description=one))
+            except ToolError as exc:
+                raise ToolError(f"{one}: {exc.message}", argument="description") from None
+            kind, found = result.data.get("kind"), result.data.get("points", [])
+            if len(found) != 1 or kind not in ("value", "line_value", "no_value"):
+                raise ToolError(f"{one} is not one printed value ({result.text}); ask for it alone",
+                                argument="description")
+            label = result.data["labels"][0]
+            if kind == "no_value":
+                parts.append(result.text.split(" — ", 1)[1])
+                texts.append(None)
+            else:
+                parts.append(f"{json.dumps(result.data['matched'][0], ensure_ascii=False)} for "
+                             f"{json.dumps(label, ensure_ascii=False)}")
+                texts.append(result.data["matched"][0])
+            points.append(list(found[0]))
+            labels.append(label)
+        return ToolResult(text=f"Point: {len(parts)} value labels: " + "; ".join(parts),
+                          data={"points": points, "matched": texts, "labels": labels, "kind": "values"})
 
     @staticmethod
     def _text_result(matches: list[Match]) -> ToolResult:

@@ -73,10 +73,17 @@ def trainer_args(params: TrainParams, section: str, *, report_to: list[str]) -> 
 
 
 def check_model_dir(path: Path) -> None:
-    """``path`` holds a ``save_pretrained`` checkpoint (config.json); TrainError naming it otherwise."""
+    """``path`` holds a ``save_pretrained`` checkpoint (config.json) trained with the tools now registered (its
+    ``tool_schemas.json``, :mod:`thinkimg.agent.tool_record`); TrainError naming it otherwise."""
+    from thinkimg.agent.tool_record import ToolBlockMismatch, check_tool_record
+
     if not (Path(path) / "config.json").is_file():
         raise TrainError(f"{path}: model folder not found (expected a save_pretrained checkpoint with config.json "
                          "and its processor; build the tiny one with `thinkimg train base-model`)")
+    try:
+        check_tool_record(path)
+    except ToolBlockMismatch as exc:
+        raise TrainError(str(exc)) from None
 
 
 def check_dataset_dir(path: Path) -> None:
@@ -150,8 +157,10 @@ def check_deepspeed(config: Path | None, lora: bool = False) -> str | None:
 
 
 def save_final(trainer: Any, processor: Any, out: Path, lora: bool) -> None:
-    """Save the trained model (LoRA merged; ZeRO-3 shards gathered by the trainer) and its processor into ``out``,
-    written by the main process only."""
+    """Save the trained model (LoRA merged; ZeRO-3 shards gathered by the trainer), its processor and the tool schemas
+    it was trained with into ``out``, written by the main process only."""
+    from thinkimg.agent.tool_record import save_tool_record
+
     if lora:
         if trainer.is_world_process_zero():
             trainer.model.merge_and_unload().save_pretrained(str(out))
@@ -159,6 +168,7 @@ def save_final(trainer: Any, processor: Any, out: Path, lora: bool) -> None:
         trainer.save_model(str(out))
     if trainer.is_world_process_zero():
         processor.save_pretrained(str(out))
+        save_tool_record(out)
 
 
 def stage_run(params: TrainParams, section: str, enabled: bool):

@@ -35,6 +35,7 @@ def _plan_labels(plan: dict[str, Any]) -> set[str]:
     labels = set(plan.get("read", {})) | set(plan.get("labels", {}))
     labels |= {k for k in plan.get("points", {}) if k not in _PLACEHOLDERS}
     labels |= set(plan.get("names", []))
+    labels |= set((plan.get("values") or {}).get("keys") or [])
     for mark in plan.get("bar_lines", []) + plan.get("point_lines", []) + list(plan.get("heights", {}).values()):
         labels |= {mark["category"], mark.get("series") or ""}
     view = plan.get("view") or {}

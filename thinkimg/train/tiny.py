@@ -66,19 +66,17 @@ def _corpus(seed: int, template: str, texts: list[str] | tuple[str, ...] = ()) -
 
 def _tool_block_text() -> str:
     """The tool schemas as the prompts carry them (JSON), from the tool registry."""
-    from thinkimg.agent.env import ChartToolEnv
-    from thinkimg.agent.rollout import tool_schemas
+    from thinkimg.agent.tool_record import current_schemas
 
-    return "\n".join(json.dumps(schema) for schema in tool_schemas(ChartToolEnv()))
+    return "\n".join(json.dumps(schema) for schema in current_schemas())
 
 
 def tool_block_pieces(tokenizer) -> list[str]:
     """The fixed pieces of the tool block ``tokenizer``'s chat template renders: its header, each tool's JSON line
     and its footer."""
-    from thinkimg.agent.env import ChartToolEnv
-    from thinkimg.agent.rollout import tool_schemas
+    from thinkimg.agent.tool_record import current_schemas
 
-    schemas = tool_schemas(ChartToolEnv())
+    schemas = current_schemas()
     probe = [{"role": "user", "content": [{"type": "text", "text": "?"}]}]
     text = tokenizer.apply_chat_template(probe, tools=schemas, tokenize=False)
     start, end = text.index("# Tools"), text.index("</tool_call><|im_end|>") + len("</tool_call>")
@@ -147,6 +145,7 @@ def build_tiny_model(
     from transformers import AutoModelForImageTextToText, Qwen2VLConfig, Qwen2VLImageProcessorPil
 
     from thinkimg.agent.policies.hf_processor import ImageOnlyQwen2VLProcessor
+    from thinkimg.agent.tool_record import save_tool_record
 
     head_dim = hidden_size // num_heads
     if head_dim * num_heads != hidden_size or head_dim % 2:
@@ -187,4 +186,5 @@ def build_tiny_model(
     processor = ImageOnlyQwen2VLProcessor(image_processor, tokenizer, chat_template=tokenizer.chat_template)
     processor.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    save_tool_record(out)  # its tokenizer holds these schemas' lines as tokens
     return out

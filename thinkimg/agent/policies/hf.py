@@ -15,6 +15,7 @@ from typing import Any
 from thinkimg.agent.conversation import Conversation
 from thinkimg.agent.policies.base import Policy
 from thinkimg.agent.policies.hf_processor import load_processor
+from thinkimg.agent.tool_record import check_tool_record
 
 #: Tokens generation must never produce (they only come from the processor's image expansion).
 VISION_TOKENS = ["<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"]
@@ -59,6 +60,7 @@ class HFPolicy(Policy):
         if max_new_tokens < 1 or batch_size < 1:
             raise ValueError("max_new_tokens and batch_size must be >= 1")
         self.pretrained = str(pretrained)
+        check_tool_record(self.pretrained)  # a model trained with other tool schemas would see unknown prompts
         self.max_new_tokens = int(max_new_tokens)
         self.temperature = float(temperature)
         self.batch_size = int(batch_size)
