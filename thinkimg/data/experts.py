@@ -56,7 +56,8 @@ _POINT = re.compile(r"\((-?\d+), (-?\d+)\) — ")
 _READS = re.compile(r"axis reads (-?[0-9.]+) at")
 _RESULT = re.compile(r"The result is (img_\d+)\.")
 _CALCULATED = re.compile(r" = (\S+)$")
-#: One entry of Point's "N value labels: ..." reply: the printed value and the label it stands for, JSON-quoted.
+#: The head of Point's several-values reply (``Point: 2 value labels: ...``) and one entry of it: the printed value and
+#: the label it stands for, JSON-quoted (``"252" for "Spain"``).
 _LISTED_HEAD = re.compile(r"Point: (\d+) value labels: ")
 _LISTED = re.compile(r'("(?:[^"\\]|\\.)*") for ("(?:[^"\\]|\\.)*")')
 #: How Point names the bar's end at each index of its box ``[x0, y0, x1, y1]`` (``top at y=80`` for index 1).

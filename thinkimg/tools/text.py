@@ -830,11 +830,11 @@ def _handle_read_as_text(arr: np.ndarray, ink: np.ndarray, box: Box, entry: Box,
     and most of its ink is coloured, where text is black or grey."""
     x0, y0, x1, y1 = box
     overlap = min(y1, entry[3]) - max(y0, entry[1])
-    if overlap < (entry[3] - entry[1]) / 2 or x0 < entry[0] - reach or not entry[0] - line_height <= x1 <= entry[2]:
+    if overlap < (entry[3] - entry[1]) / 2 or not entry[0] - reach <= x0 < entry[0] \
+            or not entry[0] - line_height <= x1 <= entry[2]:
         return False
-    if x0 >= entry[0]:
-        return False
-    pixels = arr[y0:y1, x0:min(x1, entry[0])][ink[y0:y1, x0:min(x1, entry[0])]]
+    window = (slice(y0, y1), slice(x0, min(x1, entry[0])))  # the part left of the entry's text
+    pixels = arr[window][ink[window]]
     if len(pixels) < 6:
         return False
     spread = pixels.max(axis=1).astype(np.int16) - pixels.min(axis=1)
