@@ -364,9 +364,9 @@ def test_expert_computes_with_calculate_from_the_numbers_read_and_answers_its_re
     ocr = '"1,200" [12, 11, 38, 23]\n"30.5" [62, 11, 88, 23]\n"-4" [112, 11, 138, 23]'
     boxes = {"A": [10, 10, 40, 24], "B": [60, 10, 90, 24], "C": [110, 10, 140, 24]}
     assert next_call({"read": boxes, "op": {"name": "sum"}, "calculate": True}, [ocr]) == \
-        ("Calculate", {"expression": "1200 + 30.5 + -4"})
+        ("Calculate", {"expression": "sum(1200, 30.5, -4)"})
     assert next_call({"read": boxes, "op": {"name": "mean"}, "calculate": True}, [ocr]) == \
-        ("Calculate", {"expression": "(1200 + 30.5 + -4) / 3"})
+        ("Calculate", {"expression": "mean(1200, 30.5, -4)"})
     with pytest.raises(ReadingError):  # Calculate refused: no result to copy
         answer_from(plan, [a, b, "Error: Calculate: division by zero"])
     with pytest.raises(ValueError, match="no calculation"):
@@ -376,7 +376,7 @@ def test_expert_computes_with_calculate_from_the_numbers_read_and_answers_its_re
 def test_expert_reads_several_values_from_one_point_reply():
     """'The value labels of "A" and "B"': both numbers in one reply, read by the keys in the order asked (every
     bar's, by the labels the reply names, for "the value labels")."""
-    reply = 'Point: 2 value labels: "7.5" for "May \\"24"; "1,200" for "June"'
+    reply = 'Point: 2 value labels: 7.5, 1,200 (for "May \\"24", "June")'
     plan = {"values": {"keys": ['May "24', "June"], "description": 'the value labels of "May \\"24" and "June"'},
             "op": {"name": "absdiff", "keys": ['May "24', "June"]}, "calculate": True}
     assert planned_calls(plan) == ["Point", "Calculate"]
@@ -384,13 +384,13 @@ def test_expert_reads_several_values_from_one_point_reply():
     assert next_call(plan, [reply]) == ("Calculate", {"expression": "abs(7.5 - 1200)"})
     assert answer_from({"values": plan["values"], "op": {"name": "argmax"}}, [reply]) == "June"
     every = {"values": {"keys": None, "description": "the value labels"}, "op": {"name": "mean"}, "calculate": True}
-    assert next_call(every, ['Point: 3 value labels: "4" for "A"; "-2" for "B"; "10.5" for "C"']) == \
-        ("Calculate", {"expression": "(4 + -2 + 10.5) / 3"})
+    assert next_call(every, ['Point: 3 value labels: 4, -2, 10.5 (for "A", "B", "C")']) == \
+        ("Calculate", {"expression": "mean(4, -2, 10.5)"})
     with pytest.raises(ReadingError):  # one value where two were asked for
         next_call(plan, ['Point: (1, 2) — "7.5", the value label of the bar for "May"'])
     with pytest.raises(ReadingError):  # no value printed: nothing to compute with
-        next_call(every, ['Point: 2 value labels: (5, 6) — no value printed at the bar for "A", top at y=4, '
-                          'bottom at y=9, box [1, 4, 9, 9]; "3" for "B"'])
+        next_call(every, ['Point: 2 value labels: ?, 3 (for "A", "B"); no value printed at the bar for "A", top at '
+                          'y=4, bottom at y=9, box [1, 4, 9, 9]'])
 
 
 def test_difference_comparison_and_bar_totals_ask_point_for_their_values_in_one_call():

@@ -27,6 +27,10 @@ def client():
     ("max(3, 9.5, -1) - min(3, 9.5, -1)", "10.5"),
     ("round(2.71828, 2) * 100", "272"),
     ("sqrt(16) + -(-1)", "5"),
+    ("sum(406, 489, 561, 603)", "2059"),
+    ("mean(430, 252, 240, 276)", "299.5"),
+    ("mean(0.053, 0.223, 0.114)", "0.13"),
+    ("sum(0.1, 0.2) * 10", "3"),
     ("0.00001 * 3", "3e-05"),
     ("  1 +\n 2 ", "3"),
 ])
@@ -58,6 +62,7 @@ def test_format_result_keeps_integers_whole_and_four_decimals_at_most():
     ("1e16 + 1", "too large"),
     ("(-8) ** 0.5", "fractional power"),
     ("sqrt(-1)", "negative"),
+    ("mean()", "at least 1 argument"),
     ("abs(1, 2)", "abs() at column 1 takes 1 argument(s), got 2"),
     ("round(1.5, 2.5)", "whole number"),
     ("max(1, key=2)", "keyword"),

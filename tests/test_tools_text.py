@@ -15,7 +15,7 @@ from thinkimg.tools import InProcessToolClient, ToolError
 from thinkimg.tools.boxes import iou
 from thinkimg.tools.ocr import TextLine, build_ocr_backend
 from thinkimg.tools.ocr.easy import WEIGHT_FILES, resolve_model_dir
-from thinkimg.tools.text import normalize
+from thinkimg.tools.text import normalize, parse_value_list, value_list_reply
 
 Box = tuple[int, int, int, int]
 
@@ -814,8 +814,9 @@ def test_point_value_labels_lists_every_bars_value_in_order(client, chart_name, 
     assert dict(zip(result.data["labels"], result.data["matched"])) == values, result.text
     along = [p[0] if chart_name == "vertical" else p[1] for p in result.data["points"]]
     assert along == sorted(along)
-    listed = "; ".join(f'"{v}" for "{c}"' for c, v in zip(result.data["labels"], result.data["matched"]))
+    listed = ", ".join(result.data["matched"]) + " (for " + ", ".join(f'"{c}"' for c in result.data["labels"]) + ")"
     assert result.text == f"Point: {len(values)} value labels: {listed}"
+    assert parse_value_list(result.text) == (result.data["matched"], result.data["labels"])
 
 
 @pytest.mark.parametrize("description", ['the value labels of "Cherries" and "Apples"',
@@ -823,7 +824,7 @@ def test_point_value_labels_lists_every_bars_value_in_order(client, chart_name, 
                                          "value labels for Cherries, Apples"])
 def test_point_value_labels_of_named_categories_in_the_order_asked(client, description):
     result = client.call("Point", CHARTS["vertical"].image, {"description": description})
-    assert result.text == 'Point: 2 value labels: "58" for "Cherries"; "41" for "Apples"'
+    assert result.text == 'Point: 2 value labels: 58, 41 (for "Cherries", "Apples")'
 
 
 def test_point_value_labels_on_a_line_chart_and_where_none_is_printed(client):
@@ -834,7 +835,25 @@ def test_point_value_labels_on_a_line_chart_and_where_none_is_printed(client):
     plain = LINE_CHARTS["one"]  # no value printed: each point, to read the axis at
     result = client.call("Point", plain.image, {"description": "the value labels of 2016 and 2019"})
     assert result.data["matched"] == [None, None]
+    assert result.text.startswith('Point: 2 value labels: ?, ? (for "2016", "2019"); '), result.text
     assert result.text.count("no value printed at the point of the line at") == 2, result.text
+
+
+@pytest.mark.parametrize("texts, labels", [
+    (["252", "430"], ["A", "B"]),
+    (["7.5", "1,200", "$12", "45 %"], ['May "24', "June", "E (x)", "F; G"]),
+    ([None, "1, 2", "(3)", " 4"], ["A", "B", "C", "D"])])
+def test_several_values_reply_reads_back_whatever_the_printed_text(texts, labels):
+    """The values stand bare, separated by ', ' (a number copies from the reply into 'sum(...)' as it stands); a
+    text that would be ambiguous bare is JSON-quoted, and '?' is a label with no value printed."""
+    reply = value_list_reply(texts, labels, ["no value printed at the bar for \"A\""] if None in texts else [])
+    assert parse_value_list(reply) == (texts, labels), reply
+    if texts == ["252", "430"]:
+        assert reply == 'Point: 2 value labels: 252, 430 (for "A", "B")'
+    with pytest.raises(ValueError, match="2 value labels announced, 2 values and 1 labels"):
+        parse_value_list('Point: 2 value labels: 1, 2 (for "A")')
+    with pytest.raises(ValueError, match="not a list of value labels"):
+        parse_value_list('Point: (3, 4) — "12", the value label of the bar for "A"')
 
 
 def test_point_value_labels_errors_name_the_value_that_failed(client):

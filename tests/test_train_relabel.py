@@ -174,7 +174,7 @@ def test_several_values_in_one_reply_relabel_the_names_asked_for_everywhere():
     messages = _conversation("What is the difference between the values of May and June?",
                              [("Point", {"image": "img_0", "description": 'the value labels of "May" and "June"'}),
                               ("Calculate", {"expression": "abs(7 - -2)"})],
-                             ['Point: 2 value labels: "7" for "May"; "-2" for "June"', "abs(7 - -2) = 9"], "9")
+                             ['Point: 2 value labels: 7, -2 (for "May", "June")', "abs(7 - -2) = 9"], "9")
     assert copied_strings(messages, {"plan": plan, "answer": "9"}) == ({"May", "June"}, set())
     new = relabel(messages, {"plan": plan, "answer": "9"}, random.Random(5))
     text = _text(new)
@@ -183,5 +183,5 @@ def test_several_values_in_one_reply_relabel_the_names_asked_for_everywhere():
                              new[0]["content"][1]["text"]).groups()
     assert new[1]["tool_calls"][0]["function"]["arguments"]["description"] == \
         f'the value labels of "{may}" and "{june}"'
-    assert new[2]["content"][0]["text"] == f'Point: 2 value labels: "7" for "{may}"; "-2" for "{june}"'
+    assert new[2]["content"][0]["text"] == f'Point: 2 value labels: 7, -2 (for "{may}", "{june}")'
     assert new[-1]["content"][0]["text"] == "<answer>9</answer>"

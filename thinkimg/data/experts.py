@@ -42,7 +42,7 @@ from thinkimg.data.questions import format_number, line_tool
 from thinkimg.eval.metrics import parse_number
 from thinkimg.tools.boxes import Box, overlap_of_smaller
 from thinkimg.tools.ocr.base import TextLine
-from thinkimg.tools.text import parse_ocr_text
+from thinkimg.tools.text import parse_ocr_text, parse_value_list
 
 #: How much of the smaller box must overlap for an OCR line to count as the planned text.
 MIN_OVERLAP = 0.5
@@ -56,17 +56,13 @@ _POINT = re.compile(r"\((-?\d+), (-?\d+)\) — ")
 _READS = re.compile(r"axis reads (-?[0-9.]+) at")
 _RESULT = re.compile(r"The result is (img_\d+)\.")
 _CALCULATED = re.compile(r" = (\S+)$")
-#: The head of Point's several-values reply (``Point: 2 value labels: ...``) and one entry of it: the printed value and
-#: the label it stands for, JSON-quoted (``"252" for "Spain"``).
-_LISTED_HEAD = re.compile(r"Point: (\d+) value labels: ")
-_LISTED = re.compile(r'("(?:[^"\\]|\\.)*") for ("(?:[^"\\]|\\.)*")')
 #: How Point names the bar's end at each index of its box ``[x0, y0, x1, y1]`` (``top at y=80`` for index 1).
 _BAR_ENDS = {0: ("left", "x"), 1: ("top", "y"), 2: ("right", "x"), 3: ("bottom", "y")}
 #: How each arithmetic op is written for Calculate, from the numbers read (in plan order).
 CALCULATIONS = {
     "absdiff": lambda xs: f"abs({xs[0]} - {xs[1]})",
-    "sum": lambda xs: " + ".join(xs),
-    "mean": lambda xs: f"({' + '.join(xs)}) / {len(xs)}",
+    "sum": lambda xs: f"sum({', '.join(xs)})",
+    "mean": lambda xs: f"mean({', '.join(xs)})",
 }
 
 
@@ -187,17 +183,19 @@ def pointed(observation: str) -> tuple[int, int]:
 
 
 def listed_values(observation: str, keys: list[str] | None) -> dict[str, float]:
-    """The numbers of Point's "N value labels: "252" for "Spain"; ..." reply, by ``keys`` in the order asked (by the
-    labels it names when ``keys`` is None)."""
-    pairs = [(json.loads(value), json.loads(label)) for value, label in _LISTED.findall(observation)]
-    head = _LISTED_HEAD.match(observation)
-    if head is None or int(head.group(1)) != len(pairs) or (keys is not None and len(pairs) != len(keys)):
-        raise ReadingError(f"not {len(keys) if keys else 'several'} printed values: {observation[:120]!r}")
+    """The numbers of Point's several-values reply (``Point: 2 value labels: 252, 430 (for "Spain", "Italy")``), by
+    ``keys`` in the order asked (by the labels it names when ``keys`` is None)."""
+    try:
+        texts, labels = parse_value_list(observation)
+    except ValueError as err:
+        raise ReadingError(str(err)) from None
+    if keys is not None and len(texts) != len(keys):
+        raise ReadingError(f"{len(texts)} printed values where {len(keys)} were asked for: {observation[:120]!r}")
     out: dict[str, float] = {}
-    for key, (value, label) in zip(keys or [label for _, label in pairs], pairs):
-        number = parse_number(value)
+    for key, text, label in zip(keys or labels, texts, labels):
+        number = None if text is None else parse_number(text)
         if number is None:
-            raise ReadingError(f"value label {value!r} of {label!r} is not a number")
+            raise ReadingError(f"no number printed for {label!r} ({text!r})")
         out[key] = number
     return out
 

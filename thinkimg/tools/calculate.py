@@ -3,8 +3,9 @@
 A chart reader who has read two values with OCR or Point still has to subtract them; a small model is bad at
 that and good at copying, so the arithmetic is a tool: the model writes the expression from the numbers it read,
 the tool evaluates it and states ``expression = result``. The expression is parsed with :mod:`ast` and only
-numbers, ``+ - * / // % **``, parentheses and ``abs round min max sqrt`` are evaluated — never ``eval``. The image
-argument is accepted like every tool's and not looked at.
+numbers, ``+ - * / // % **``, parentheses and ``abs round min max sqrt sum mean`` are evaluated — never ``eval``.
+``sum`` and ``mean`` take the numbers as arguments (``mean(252, 430)``): a list Point replies with copies in as it
+stands. The image argument is accepted like every tool's and not looked at.
 """
 
 from __future__ import annotations
@@ -60,14 +61,16 @@ FUNCTIONS: dict[str, tuple[Callable[..., float], int, int | None]] = {
     "min": (min, 1, None),
     "max": (max, 1, None),
     "sqrt": (_sqrt, 1, 1),
+    "sum": (lambda *xs: math.fsum(xs), 1, None),
+    "mean": (lambda *xs: math.fsum(xs) / len(xs), 1, None),
 }
 
 
 class CalculateArgs(ToolArgs):
     expression: str = Field(
         description="An arithmetic expression with plain numbers (no units, no thousands separators), "
-                    "e.g. 'abs(257 - 44)' or '(12.5 + 3 + 8) / 3'. Allowed: + - * / // % ** ( ) and "
-                    "abs, round, min, max, sqrt."
+                    "e.g. 'abs(257 - 44)' or 'mean(12.5, 3, 8)'. Allowed: + - * / // % ** ( ) and "
+                    "abs, round, min, max, sqrt, sum, mean (of their arguments: 'sum(4, 2.5, 7)')."
     )
 
 

@@ -11,7 +11,8 @@ bars) is the block of S's colour at X's tick, "the value label of S for X" the n
 or inside a stacked segment), "the top of the stack for X" the top of all the segments standing over X. Where a
 chart prints no value, "the value label of [S for] X" says so and gives the bar's ends or the line's point instead,
 the pixel a line tool reads the value at. "The value labels of "A" and "B"" lists those values in one reply
-(``Point: 2 value labels: "252" for "A"; "430" for "B"``), "the value labels" every bar's in order. "The chart
+(``Point: 2 value labels: 252, 430 (for "A", "B")``: the numbers side by side, as a calculation takes them), "the
+value labels" every bar's in order. "The chart
 title" is the whole title, its lines joined, when it is set over several lines.
 """
 
@@ -1191,6 +1192,55 @@ def _reply(parts: list[str]) -> str:
     return head + "; ".join(parts)
 
 
+#: A value in Point's several-values list written bare: no quote, bracket, semicolon or "?", no ", " inside (a
+#: thousands comma is fine), no space or comma at either end (others are JSON-quoted); "?" stands for a label with no value printed.
+_BARE_VALUE = re.compile(r'[^\s",();?](?:(?:[^",();?]|,(?! ))*[^\s",();?])?')
+_JSON_STRING = r'"(?:[^"\\]|\\.)*"'
+_VALUE_LIST = re.compile(rf'Point: (\d+) value labels: ((?:{_JSON_STRING}|[^"])*?) \(for ((?:{_JSON_STRING}(?:, )?)+)\)')
+_LIST_ITEM = re.compile(rf'{_JSON_STRING}|\?|{_BARE_VALUE.pattern}')
+
+
+def _list_item(text: str | None) -> str:
+    if text is None:
+        return "?"
+    return text if _BARE_VALUE.fullmatch(text) and ", " not in text else json.dumps(text, ensure_ascii=False)
+
+
+def value_list_reply(texts: list[str | None], labels: list[str], notes: list[str]) -> str:
+    """Point's several-values reply: the printed values side by side, then the labels they stand for, in order
+    (``Point: 3 value labels: 252, ?, 430 (for "A", "B", "C")``), then a note for each label with no value printed
+    (``?``), giving its bar's ends or its point."""
+    head = (f"Point: {len(texts)} value labels: " + ", ".join(_list_item(t) for t in texts) + " (for "
+            + ", ".join(json.dumps(label, ensure_ascii=False) for label in labels) + ")")
+    return "; ".join([head, *notes])
+
+
+def parse_value_list(reply: str) -> tuple[list[str | None], list[str]]:
+    """The printed values (None for "?") and the labels of a :func:`value_list_reply`; ValueError if ``reply`` is
+    not one."""
+    found = _VALUE_LIST.match(reply)
+    if found is None:
+        raise ValueError(f"not a list of value labels: {reply[:120]!r}")
+    count, listed, named = int(found.group(1)), found.group(2), found.group(3)
+    texts: list[str | None] = []
+    at = 0
+    while at < len(listed):
+        item = _LIST_ITEM.match(listed, at)
+        if item is None:
+            raise ValueError(f"value {len(texts) + 1} of {listed!r} is not a value")
+        token = item.group(0)
+        texts.append(None if token == "?" else json.loads(token) if token.startswith('"') else token)
+        at = item.end()
+        if at < len(listed):
+            if not listed.startswith(", ", at):
+                raise ValueError(f"values of {listed!r} are not separated by ', ' at column {at + 1}")
+            at += 2
+    labels = [json.loads(label) for label in re.findall(_JSON_STRING, named)]
+    if not count == len(texts) == len(labels):
+        raise ValueError(f"{count} value labels announced, {len(texts)} values and {len(labels)} labels listed")
+    return texts, labels
+
+
 def _center(box: Box) -> tuple[int, int]:
     return (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
 
@@ -1262,8 +1312,8 @@ class Point(Tool):
 
     def _values_result(self, image: Image.Image, lines: list[TextLine], query: Query, args: PointArgs) -> ToolResult:
         """Several value labels in one reply, each read as "the value label of X" reads it (at a bar's end or a line's
-        point; where none is printed, the bar's ends or the point): ``Point: 2 value labels: "252" for "Spain";
-        "430" for "Italy"``. Every bar's, left to right (top to bottom), for "the value labels"."""
+        point; where none is printed, "?" and a note with the bar's ends or the point): ``Point: 2 value labels: 252,
+        430 (for "Spain", "Italy")``. Every bar's, left to right (top to bottom), for "the value labels"."""
         if query.all_values:
             bars = labelled_bars(as_rgb_array(image), lines)
             if len(bars) < 2:
@@ -1277,7 +1327,7 @@ class Point(Tool):
         if len(items) > MAX_VALUES:
             raise ToolError(f"{args.description!r} asks for {len(items)} values; at most {MAX_VALUES} in one call",
                             argument="description")
-        parts: list[str] = []
+        notes: list[str] = []
         points: list[list[int]] = []
         texts: list[str | None] = []
         labels: list[str] = []
@@ -1293,15 +1343,13 @@ class Point(Tool):
                                 argument="description")
             label = result.data["labels"][0]
             if kind == "no_value":
-                parts.append(result.text.split(" — ", 1)[1])
+                notes.append(result.text.split(" — ", 1)[1])
                 texts.append(None)
             else:
-                parts.append(f"{json.dumps(result.data['matched'][0], ensure_ascii=False)} for "
-                             f"{json.dumps(label, ensure_ascii=False)}")
                 texts.append(result.data["matched"][0])
             points.append(list(found[0]))
             labels.append(label)
-        return ToolResult(text=f"Point: {len(parts)} value labels: " + "; ".join(parts),
+        return ToolResult(text=value_list_reply(texts, labels, notes),
                           data={"points": points, "matched": texts, "labels": labels, "kind": "values"})
 
     @staticmethod
