@@ -12,8 +12,8 @@ or inside a stacked segment), "the top of the stack for X" the top of all the se
 chart prints no value, "the value label of [S for] X" says so and gives the bar's ends or the line's point instead,
 the pixel a line tool reads the value at. "The value labels of "A" and "B"" lists those values in one reply
 (``Point: 2 value labels: 252, 430 (for "A", "B")``: the numbers side by side, as a calculation takes them), "the
-value labels" every bar's in order. "The chart
-title" is the whole title, its lines joined, when it is set over several lines.
+value labels" every bar's in order. "The chart title" is the whole title, its lines joined, when it is set over
+several lines.
 """
 
 from __future__ import annotations
@@ -1193,17 +1193,20 @@ def _reply(parts: list[str]) -> str:
 
 
 #: A value in Point's several-values list written bare: no quote, bracket, semicolon or "?", no ", " inside (a
-#: thousands comma is fine), no space or comma at either end (others are JSON-quoted); "?" stands for a label with no value printed.
+#: thousands comma is fine), no space or comma at either end (others are JSON-quoted); "?": no value printed.
 _BARE_VALUE = re.compile(r'[^\s",();?](?:(?:[^",();?]|,(?! ))*[^\s",();?])?')
 _JSON_STRING = r'"(?:[^"\\]|\\.)*"'
-_VALUE_LIST = re.compile(rf'Point: (\d+) value labels: ((?:{_JSON_STRING}|[^"])*?) \(for ((?:{_JSON_STRING}(?:, )?)+)\)')
+_VALUE_LIST = re.compile(rf'Point: (\d+) value labels: ((?:{_JSON_STRING}|[^"])*?) '
+                         rf'\(for ((?:{_JSON_STRING}(?:, )?)+)\)')
 _LIST_ITEM = re.compile(rf'{_JSON_STRING}|\?|{_BARE_VALUE.pattern}')
+#: The whole list: items separated by ", ".
+_LIST_ITEMS = re.compile(rf'(?:{_LIST_ITEM.pattern})(?:, (?:{_LIST_ITEM.pattern}))*')
 
 
 def _list_item(text: str | None) -> str:
     if text is None:
         return "?"
-    return text if _BARE_VALUE.fullmatch(text) and ", " not in text else json.dumps(text, ensure_ascii=False)
+    return text if _BARE_VALUE.fullmatch(text) else json.dumps(text, ensure_ascii=False)
 
 
 def value_list_reply(texts: list[str | None], labels: list[str], notes: list[str]) -> str:
@@ -1222,19 +1225,10 @@ def parse_value_list(reply: str) -> tuple[list[str | None], list[str]]:
     if found is None:
         raise ValueError(f"not a list of value labels: {reply[:120]!r}")
     count, listed, named = int(found.group(1)), found.group(2), found.group(3)
-    texts: list[str | None] = []
-    at = 0
-    while at < len(listed):
-        item = _LIST_ITEM.match(listed, at)
-        if item is None:
-            raise ValueError(f"value {len(texts) + 1} of {listed!r} is not a value")
-        token = item.group(0)
-        texts.append(None if token == "?" else json.loads(token) if token.startswith('"') else token)
-        at = item.end()
-        if at < len(listed):
-            if not listed.startswith(", ", at):
-                raise ValueError(f"values of {listed!r} are not separated by ', ' at column {at + 1}")
-            at += 2
+    if not _LIST_ITEMS.fullmatch(listed):
+        raise ValueError(f"{listed!r} is not values (bare or JSON-quoted, '?' for none) separated by ', '")
+    texts = [None if item == "?" else json.loads(item) if item.startswith('"') else item
+             for item in _LIST_ITEM.findall(listed)]
     labels = [json.loads(label) for label in re.findall(_JSON_STRING, named)]
     if not count == len(texts) == len(labels):
         raise ValueError(f"{count} value labels announced, {len(texts)} values and {len(labels)} labels listed")
