@@ -54,7 +54,8 @@ class GRPOParams(TrainParams):
     scale_rewards: Literal["group", "batch", "none"] = "group"
     #: TRL's loss aggregation over tokens (``dapo``: TRL's default; ``dr_grpo``, ``grpo``, ``bnpo``).
     loss_type: Literal["dapo", "dr_grpo", "grpo", "bnpo"] = "dapo"
-    #: Reward weights by name: correctness (eval metric), format, tool_use (see thinkimg.train.rewards).
+    #: Reward weights by name: correctness (eval metric), closeness (partial credit for a near copy of a text answer),
+    #: format, tool_use (see thinkimg.train.rewards).
     rewards: dict[str, float] = Field(default_factory=lambda: {"correctness": 1.0, "format": 0.2, "tool_use": 0.1})
     metric: Literal["relaxed_accuracy", "exact_match"] = "relaxed_accuracy"
     rollout_backend: Literal["hf", "vllm_colocate", "vllm_server"] = "hf"
@@ -82,7 +83,7 @@ class GRPOParams(TrainParams):
         if unknown:
             raise ValueError(f"unknown reward(s) {unknown} in rewards; known: {', '.join(REWARDS)}")
         if not any(self.rewards.values()):
-            raise ValueError("rewards: every weight is 0; give correctness, format or tool_use a weight")
+            raise ValueError(f"rewards: every weight is 0; give one of {', '.join(REWARDS)} a weight")
         if self.rollout_backend == "vllm_server" and not self.vllm_server_url:
             raise ValueError("rollout_backend vllm_server needs vllm_server_url (the `trl vllm-serve` address)")
         return self

@@ -1,4 +1,5 @@
-"""GRPO rewards: answer correctness (the eval metric), format, and tool-use shaping, each in [0, 1].
+"""GRPO rewards: answer correctness (the eval metric), closeness of a text answer, format, and tool-use shaping,
+each in [0, 1].
 
 Each reward is a pure function of one rollout — its completion messages (assistant turns and tool results, as TRL
 records a multi-turn rollout), the gold answer, the tool calls its environment ran — and :func:`reward_funcs` wraps
@@ -8,10 +9,11 @@ the enabled ones into TRL reward functions with their weights from params.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from difflib import SequenceMatcher
 from typing import Any
 
 from thinkimg.agent.protocol import TOOL_CALL_RE, parse_native
-from thinkimg.eval.metrics import get_metric
+from thinkimg.eval.metrics import get_metric, normalize_answer, parse_number
 
 
 def message_text(message: dict[str, Any] | str) -> str:
@@ -42,6 +44,22 @@ def correctness(completion: list[dict[str, Any]] | str, gold: str, metric: str =
     return float(answer is not None and get_metric(metric)(answer, str(gold)))
 
 
+def closeness(completion: list[dict[str, Any]] | str, gold: str, metric: str = "relaxed_accuracy") -> float:
+    """Partial credit for a text answer copied nearly right: 1.0 when the answer is correct (as :func:`correctness`),
+    else the similarity of the normalized answer to a gold that is not a number (difflib's ratio: ``"Very dissatis"``
+    for ``"Very dissatisfied"`` 0.87, ``"Francegal"`` for ``"France"`` 0.8, another label ~0.2); 0.0 for a wrong
+    number or no answer. Rollouts that copy a label or title differently then differ in reward where correctness
+    alone rewards them all 0."""
+    answer = final_answer(completion)
+    if answer is None:
+        return 0.0
+    if get_metric(metric)(answer, str(gold)):
+        return 1.0
+    if parse_number(str(gold)) is not None:
+        return 0.0
+    return SequenceMatcher(None, normalize_answer(answer), normalize_answer(str(gold)), autojunk=False).ratio()
+
+
 def format_score(completion: list[dict[str, Any]] | str) -> float:
     """1.0 when every assistant turn is well formed: a tool-call turn holds only its calls, and the rollout ends with
     exactly one ``<answer>...</answer>`` and nothing else; 0.0 otherwise (malformed or unparsed calls, no answer,
@@ -70,7 +88,7 @@ def tool_use(calls: Sequence[Any]) -> float:
 
 
 #: The rewards params may weight, by name.
-REWARDS = ("correctness", "format", "tool_use")
+REWARDS = ("correctness", "closeness", "format", "tool_use")
 
 
 def reward_funcs(weights: dict[str, float], metric: str = "relaxed_accuracy") -> tuple[list[Callable[..., list[float]]],
@@ -85,6 +103,9 @@ def reward_funcs(weights: dict[str, float], metric: str = "relaxed_accuracy") ->
     def correctness_reward(completions: list[Any], answer: list[str], **_: Any) -> list[float]:
         return [correctness(c, gold, metric) for c, gold in zip(completions, answer, strict=True)]
 
+    def closeness_reward(completions: list[Any], answer: list[str], **_: Any) -> list[float]:
+        return [closeness(c, gold, metric) for c, gold in zip(completions, answer, strict=True)]
+
     def format_reward(completions: list[Any], **_: Any) -> list[float]:
         return [format_score(c) for c in completions]
 
@@ -93,8 +114,9 @@ def reward_funcs(weights: dict[str, float], metric: str = "relaxed_accuracy") ->
             raise ValueError("the tool_use reward needs the rollouts' environments (GRPOTrainer environment_factory)")
         return [tool_use(env.calls) for env in environments]
 
-    table = {"correctness": correctness_reward, "format": format_reward, "tool_use": tool_use_reward}
+    table = {"correctness": correctness_reward, "closeness": closeness_reward, "format": format_reward,
+             "tool_use": tool_use_reward}
     names = [name for name in REWARDS if weights.get(name, 0.0)]
     if not names:
-        raise ValueError("every reward weight is 0: give at least one of correctness, format, tool_use a weight")
+        raise ValueError(f"every reward weight is 0: give at least one of {', '.join(REWARDS)} a weight")
     return [table[name] for name in names], [float(weights[name]) for name in names]
