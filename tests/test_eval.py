@@ -163,7 +163,10 @@ def test_scripted_eval_scores_and_ablation_scores_lower(scripted_run):
     assert sorted(r["id"] for r in records) == sorted(data.ids())
     rec = records[0]
     assert set(rec) >= {"id", "question", "answer", "prediction", "correct", "question_type", "rounds", "tool_calls",
-                        "tool_failures", "valid_format", "conversation"}
+                        "tool_failures", "valid_format", "answer_seen", "conversation"}
+    # the scripted expert copies its answer from Point's quote: every right answer was seen in a reply
+    assert all(r["answer_seen"] for r in records if r["correct"]) and summary["missed_seen_rate"] == pytest.approx(
+        sum(r["answer_seen"] and not r["correct"] for r in records) / 8)
     images_dir = files["results"].parent / rec["images_dir"]
     assert images_dir.parent.name == "images"
     assert all((images_dir / name).is_file() for name in rec["conversation"]["images"].values())

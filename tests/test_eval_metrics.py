@@ -7,6 +7,7 @@ import pytest
 from thinkimg.eval.metrics import (
     METRICS,
     aggregate,
+    answer_seen,
     exact_match,
     get_metric,
     normalize_answer,
@@ -193,6 +194,27 @@ def test_aggregate_hand_made_records():
     assert result["calls_per_episode"] == pytest.approx(2.0)
     assert result["tool_failure_rate"] == pytest.approx(3 / 8)
     assert result["answer_rate"] == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("gold, replies, seen", [
+    ("Nepal", ['Point: (377, 398) \u2014 "Nepal", the label of the lowest bar'], True),
+    ("sep 1855", ['Point: (48, 495) \u2014 "Sep 1855", the label'], True),   # compared as answers are (case)
+    ("1999-2004", ['"CO2 emissions, 1999\u20132004"'], True),                 # dashes unified
+    ("27", ['"127" [10, 20, 40, 30]', '"27.5" [1, 2, 3, 4]'], False),         # not inside a longer number
+    ("27", ['"127" [10, 20, 40, 30]', 'The y axis reads 27 at y=80.'], True),
+    ("Nep", ['"Nepal"'], False),                                             # not inside a longer word
+    ("", ['anything'], False),
+    ("Nepal", [], False),
+])
+def test_answer_seen_finds_the_gold_whole_in_a_tool_reply(gold, replies, seen):
+    assert answer_seen(gold, replies) is seen
+
+
+def test_missed_seen_rate_counts_wrong_answers_whose_gold_a_tool_showed():
+    records = [{"correct": True, "answer_seen": True}, {"correct": False, "answer_seen": True},
+               {"correct": False, "answer_seen": False}, {"correct": False}]
+    assert aggregate(records)["missed_seen_rate"] == pytest.approx(0.25)
+    assert aggregate([])["missed_seen_rate"] is None
 
 
 def test_aggregate_no_tool_calls_gives_zero_failure_rate():

@@ -5,7 +5,8 @@ Files, for ``output = runs/x.jsonl``:
 
 - ``runs/x.jsonl``: one record per sample, appended (flushed + fsynced) the moment its episode finishes:
   ``{"id", "question", "answer" (gold), "prediction", "correct", "question_type", "rounds", "tool_calls",
-  "tool_failures", "format_errors", "valid_format", "answered", "images_dir", "conversation"}``, where
+  "tool_failures", "format_errors", "valid_format", "answered", "answer_seen", "images_dir", "conversation"}``, where
+  ``answer_seen`` says a tool reply held the gold answer whole (:func:`thinkimg.eval.metrics.answer_seen`), and
   ``conversation`` is :meth:`Conversation.to_json` with its PNGs under ``runs/images/x/`` (``images_dir`` is that
   folder relative to the JSONL's folder);
 - ``runs/x.notools.jsonl``: the same for the no-tool ablation (same policy, tools withheld);
@@ -26,7 +27,7 @@ from typing import Any
 
 from thinkimg.agent.policies.base import Policy
 from thinkimg.agent.rollout import Episode, rollout
-from thinkimg.eval.metrics import aggregate, get_metric
+from thinkimg.eval.metrics import aggregate, answer_seen, get_metric
 
 __all__ = ["ResultsError", "evaluate", "paths_for", "read_results", "run_samples"]
 
@@ -101,6 +102,9 @@ def _record(episode: Episode, score: Callable[[str, str], bool], images_dir: Pat
     row = episode.row
     gold = "" if row.get("answer") is None else str(row.get("answer"))
     prediction = episode.answer
+    conversation = episode.conversation.to_json(images_dir)
+    replies = [part["text"] for message in conversation["messages"] if message["role"] == "tool"
+               for part in message["content"] if part.get("type") == "text"]
     return {
         "id": str(row["id"]),
         "question": row.get("question"),
@@ -114,8 +118,9 @@ def _record(episode: Episode, score: Callable[[str, str], bool], images_dir: Pat
         "format_errors": episode.format_errors,
         "valid_format": episode.valid_format,
         "answered": prediction is not None,
+        "answer_seen": answer_seen(gold, replies),
         "images_dir": os.path.relpath(images_dir, base),
-        "conversation": episode.conversation.to_json(images_dir),
+        "conversation": conversation,
     }
 
 
@@ -231,7 +236,8 @@ def _log_mlflow(summary: dict[str, Any], files: dict[str, Path], params: Mapping
     all_params = {**dict(params), "max_rounds": max_rounds, "batch_size": batch_size, "metric": metric,
                   "use_tools": use_tools}
     metrics: dict[str, Any] = {k: summary.get(k) for k in ("accuracy", "accuracy_without_tools", "valid_format_rate",
-                                                          "calls_per_episode", "tool_failure_rate", "answer_rate")}
+                                                          "calls_per_episode", "tool_failure_rate", "answer_rate",
+                                                          "missed_seen_rate")}
     metrics["n"] = summary.get("n")
     for kind, stats in summary.get("by_type", {}).items():
         metrics[f"accuracy_{kind}"] = stats.get("accuracy")

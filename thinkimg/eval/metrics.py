@@ -176,6 +176,17 @@ def get_metric(name: str) -> Callable[[str, str], bool]:
         raise KeyError(f"unknown metric {name!r}; known metrics: {', '.join(sorted(METRICS))}") from None
 
 
+def answer_seen(gold: str | None, texts: Iterable[str]) -> bool:
+    """Whether ``gold`` stands whole in one of ``texts`` (tool replies), compared as :func:`normalize_answer` compares
+    answers: not inside a longer word or number (``"27"`` is not seen in ``"127"`` nor ``"27.5"``). A wrong answer
+    whose gold was seen is a failure of reading the reply (copying, choosing), not of the tools finding it."""
+    ref = normalize_answer(gold)
+    if not ref:
+        return False
+    pattern = re.compile(rf"(?<![\w.]){re.escape(ref)}(?![\w]|\.\d)")
+    return any(pattern.search(normalize_answer(text)) for text in texts)
+
+
 def _mean(values: Iterable[float]) -> float | None:
     values = list(values)
     return sum(values) / len(values) if values else None
@@ -185,8 +196,10 @@ def aggregate(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Summarise per-episode records into run metrics.
 
     Each record: ``correct`` (bool), optional ``question_type`` (str), ``valid_format`` (bool), ``tool_calls`` (int),
-    ``tool_failures`` (int), ``format_errors`` (int), ``answered`` (bool); missing counters read as 0/False. Records without a
-    ``question_type`` count in the totals but not in ``by_type``. An empty list gives ``n == 0`` and None metrics.
+    ``tool_failures`` (int), ``format_errors`` (int), ``answered`` (bool), ``answer_seen`` (bool, :func:`answer_seen`
+    over the tool replies); missing counters read as 0/False. Records without a ``question_type`` count in the totals
+    but not in ``by_type``. An empty list gives ``n == 0`` and None metrics. ``missed_seen_rate``: the share of
+    episodes answered wrong although a tool reply held the gold answer whole.
     """
     n = len(records)
     by_type: dict[str, list[bool]] = {}
@@ -207,4 +220,5 @@ def aggregate(records: list[dict[str, Any]]) -> dict[str, Any]:
         # calls that parsed and ran, over every attempted call (successful, refused and malformed turns)
         "valid_call_rate": (calls - failures) / attempted if attempted else None,
         "answer_rate": _mean(bool(r.get("answered", False)) for r in records),
+        "missed_seen_rate": _mean(bool(r.get("answer_seen", False)) and not r["correct"] for r in records),
     }
