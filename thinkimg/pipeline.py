@@ -107,17 +107,18 @@ def load_params(path: str | Path) -> tuple[EvalParams, PipelineParams]:
 
 def _table(rows: dict[str, dict[str, Any]]) -> str:
     pct = lambda v: "-" if v is None else f"{100 * v:.1f} %"  # noqa: E731
-    lines = ["| model | accuracy with tools | without tools | valid format | valid calls | calls / episode |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| model | accuracy with tools | without tools | valid format | valid calls | calls / episode "
+             "| wrong, answer seen |", "|---|---|---|---|---|---|---|"]
     for name, row in rows.items():
         calls = "-" if row.get("calls_per_episode") is None else f"{row['calls_per_episode']:.2f}"
         lines.append(f"| {name} | {pct(row.get('accuracy'))} | {pct(row.get('accuracy_without_tools'))} | "
-                     f"{pct(row.get('valid_format_rate'))} | {pct(row.get('valid_call_rate'))} | {calls} |")
+                     f"{pct(row.get('valid_format_rate'))} | {pct(row.get('valid_call_rate'))} | {calls} | "
+                     f"{pct(row.get('missed_seen_rate'))} |")
     return "\n".join(lines) + "\n"
 
 
 KEYS = ("n", "accuracy", "accuracy_without_tools", "valid_format_rate", "valid_call_rate", "calls_per_episode",
-        "tool_failure_rate")
+        "tool_failure_rate", "missed_seen_rate")
 
 
 def model_fingerprint(folder: Path) -> str:
