@@ -143,6 +143,19 @@ def test_drill_without_a_head_starts_over_from_a_fresh_initialisation_with_the_n
     assert "starting over with seed 1" in caplog.text
 
 
+def test_drill_whose_head_has_formed_goes_on_to_the_target_instead_of_starting_over(tiny, monkeypatch):
+    """Seed 2 of the learning result: one-word copy at 64 % when the restart check came; starting over there threw
+    three formed heads away and the drill ran out of steps short of its target."""
+    import thinkimg.train.copy_drill as drill
+
+    seeds = []
+    monkeypatch.setattr(drill, "_reinitialise", lambda model, seed: seeds.append(seed))
+    stats, shapes = _scripted_drill(tiny, monkeypatch, [0.05, 0.64, 0.8, 0.95, 0.97], steps=40, restart_steps=4)
+    assert seeds == [] and [a["seed"] for a in stats["attempts"]] == [0]
+    assert shapes == ["one_word"] * 8 + ["phrases"] * 2  # one word until 95 % at step 8, phrases to 97 % at 10
+    assert stats["reached"] == {"one_word": True, "phrases": True}
+
+
 def test_reinitialising_draws_the_weights_a_fresh_build_with_that_seed_draws(tiny):
     from transformers import AutoConfig, AutoModelForImageTextToText
 

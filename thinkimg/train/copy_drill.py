@@ -36,6 +36,9 @@ MAX_RUN = 30
 log = logging.getLogger(__name__)
 #: Steps between held-out accuracy checks when the drill runs to a target.
 CHECK_EVERY = 250
+#: One-word copy accuracy that shows a copy head has formed: without one it stays under ~10 %, and once the head
+#: forms it climbs past 60 % within a few hundred steps (then on to the target, sometimes slowly).
+HEAD_FORMED = 0.5
 #: Offset of a rehearsal's random seed from the stage's seed (its sequences differ from the drill's).
 REHEARSAL_SEED = 1000
 #: Runs of the first half of the drill (words per run, pieces per word) and of the second half.
@@ -125,9 +128,9 @@ def copy_drill(model: Any, tokenizer: Any, steps: int, batch_size: int, learning
     accuracy reaches ``target`` (checked every :data:`CHECK_EVERY` steps), the one-word part for at most three
     quarters of the steps left and both together for at most ``steps``. When the head forms differs from one
     initialisation to another (measured on the 128 x 4 model: ~1,250 steps with one seed, over 9,000 with
-    another), so with ``restart_steps`` > 0 an attempt whose one-word part has not reached ``target`` after that
-    many steps starts over from a fresh initialisation (seed + 1, + 2, ...) while at least ``restart_steps`` of
-    the budget are left. Returns the copy accuracy on held-out phrases before and after (teacher-forced: the
+    another), so with ``restart_steps`` > 0 an attempt with no copy head after that many steps (one-word copy under
+    :data:`HEAD_FORMED`) starts over from a fresh initialisation (seed + 1, + 2, ...) while at least
+    ``restart_steps`` of the budget are left; an attempt whose head has formed goes on towards ``target``. Returns the copy accuracy on held-out phrases before and after (teacher-forced: the
     repeat and its closer), the steps in all and of the last attempt's one-word part, each attempt (seed, steps,
     which parts reached ``target``), the accuracies checked, and seconds."""
     import torch
@@ -172,7 +175,7 @@ def copy_drill(model: Any, tokenizer: Any, steps: int, batch_size: int, learning
                     if part == "phrases":
                         break
                     word_steps = step
-                elif (part == "one_word" and restart_steps and step >= restart_steps
+                elif (part == "one_word" and restart_steps and step >= restart_steps and accuracy < HEAD_FORMED
                       and steps - total - step >= restart_steps):
                     restart = True
                     break
