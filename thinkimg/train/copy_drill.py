@@ -130,9 +130,10 @@ def copy_drill(model: Any, tokenizer: Any, steps: int, batch_size: int, learning
     initialisation to another (measured on the 128 x 4 model: ~1,250 steps with one seed, over 9,000 with
     another), so with ``restart_steps`` > 0 an attempt with no copy head after that many steps (one-word copy under
     :data:`HEAD_FORMED`) starts over from a fresh initialisation (seed + 1, + 2, ...) while at least
-    ``restart_steps`` of the budget are left; an attempt whose head has formed goes on towards ``target``. Returns the copy accuracy on held-out phrases before and after (teacher-forced: the
-    repeat and its closer), the steps in all and of the last attempt's one-word part, each attempt (seed, steps,
-    which parts reached ``target``), the accuracies checked, and seconds."""
+    ``restart_steps`` of the budget are left; an attempt whose head has formed goes on towards ``target``. Returns
+    the copy accuracy on held-out phrases before and after (teacher-forced: the repeat and its closer), the steps in
+    all and of the last attempt's one-word part, each attempt (seed, steps, which parts reached ``target``), the
+    accuracies checked, and seconds."""
     import torch
     from tqdm.auto import tqdm
 
